@@ -1,0 +1,33 @@
+# countyhealth — the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast install postgres airflow bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "countyhealth needs Python 3.11 (found %s)" % sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+## Run the whole pipeline on a freshly simulated county, on the embedded DuckDB warehouse.
+demo: install
+	$(BIN)/countyhealth demo
+
+## Install what the tests need (venv, packages, PostgreSQL) and run the whole suite.
+test: install postgres
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,51 @@
+"""GB 11643 resident ID rules."""
+
+import datetime as dt
+
+import pytest
+
+from countyhealth import resident_id as rid
+
+# Valid IDs built from the published algorithm (the standard's worked example is 11010519491231002X).
+KNOWN_VALID = ["11010519491231002X", "440524188001010014"]
+
+
+@pytest.mark.parametrize("number", KNOWN_VALID)
+def test_known_valid(number):
+    assert rid.parse(number).valid
+
+
+def test_check_character_and_sex_parity():
+    number = rid.make("350125", dt.date(1956, 7, 1), 37)
+    parsed = rid.parse(number)
+    assert parsed.valid and parsed.sex == "1" and parsed.birth_date == dt.date(1956, 7, 1)
+    wrong = number[:17] + ("0" if number[17] != "0" else "1")
+    assert rid.parse(wrong).problem == "check_char"
+
+
+def test_pre_1980_ids_accepted_unlike_stdnum():
+    # region 350125 (Yongtai) existed only from the 1980s coding; stdnum rejects such IDs — we must not
+    assert rid.parse(rid.make("350125", dt.date(1938, 2, 11), 2)).valid
+
+
+def test_fifteen_digit_upgrade():
+    id18 = rid.make("350125", dt.date(1965, 5, 4), 123)
+    id15 = id18[:6] + id18[8:17]
+    parsed = rid.parse(id15)
+    assert parsed.valid and parsed.was_15 and parsed.id18 == id18
+
+
+def test_normalises_lowercase_x_and_fullwidth():
+    assert rid.parse("11010519491231002x").valid
+    assert rid.parse("１１０１０５１９４９１２３１００２Ｘ").id18 == "11010519491231002X"
+
+
+@pytest.mark.parametrize("bad,problem", [("", "missing"), (None, "missing"), ("12345", "format"),
+                                        ("350125199913450011", "birth_date"), ("35012520990101001X", "birth_date")])
+def test_bad_input_never_raises(bad, problem):
+    assert rid.parse(bad, today=dt.date(2026, 1, 1)).problem == problem
+
+
+def test_masks_hide_the_middle():
+    assert rid.mask("11010519491231002X") == "110**************X"
+    assert rid.mask_phone("13912345678") == "139******78"
