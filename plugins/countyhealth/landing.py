@@ -1,0 +1,238 @@
+"""The landing zone: every extraction lands as an immutable batch of Parquet files plus a manifest.
+
+``landing/<source_id>/<stream>/<batch_id>/``::
+
+    manifest.json          source, stream, dataset, rows, sha256 of each file, cursor range, times
+    part-00000.parquet     rows in the canonical dataset's schema (countyhealth.model), batch_id filled
+    ...
+
+Files are written atomically (temp file, fsync, rename), and the manifest is written last: a batch
+directory without a manifest is an interrupted extraction and is ignored (and may be removed). Nothing
+rewrites a landed batch; later stages write beside it (e.g. ``validation/``) and any batch can be replayed.
+Parallel tasks write only here; the warehouse has a single writer (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from countyhealth import model, settings
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class LandedFile:
+    path: str  # relative to the batch directory
+    rows: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    source_id: str
+    stream: str
+    dataset: str
+    batch_id: str
+    rows: int
+    files: list[LandedFile]
+    cursor_column: str | None
+    cursor_start: str | None  # watermark the extraction started from (exclusive lower bound minus overlap)
+    cursor_end: str | None  # highest cursor value seen: the watermark after this batch loads
+    started_at: str
+    ended_at: str
+    extra: dict = field(default_factory=dict)  # connector-specific facts (e.g. files ingested, pages read)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        data = json.loads(text)
+        data["files"] = [LandedFile(**f) for f in data["files"]]
+        return cls(**data)
+
+
+def new_batch_id(now: dt.datetime | None = None) -> str:
+    """Sortable and unique: UTC time to the second plus a random suffix."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def batch_dir(source_id: str, stream: str, batch_id: str, root: Path | None = None) -> Path:
+    return (root or settings.landing_dir()) / source_id / stream / batch_id
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class BatchWriter:
+    """Write one batch: feed record batches (any size), get Parquet parts of bounded size and a manifest.
+
+    Use as a context manager; the manifest is written by :meth:`commit`. Leaving the block without
+    committing (an exception) removes the partial files, so a failed extraction leaves no batch behind.
+    """
+
+    def __init__(self, source_id: str, stream: str, dataset: str, *, batch_id: str | None = None,
+                 root: Path | None = None, rows_per_file: int = 500_000, cursor_column: str | None = None,
+                 cursor_start: str | None = None):
+        self.source_id, self.stream, self.dataset = source_id, stream, dataset
+        self.batch_id = batch_id or new_batch_id()
+        self.dir = batch_dir(source_id, stream, self.batch_id, root)
+        self.rows_per_file = rows_per_file
+        self.cursor_column, self.cursor_start = cursor_column, cursor_start
+        self.cursor_end: str | None = None
+        self.schema = model.schema(dataset)
+        self.files: list[LandedFile] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+        self._part_rows = 0
+        self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        self.committed = False
+
+    def __enter__(self) -> "BatchWriter":
+        self.dir.mkdir(parents=True, exist_ok=False)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self.committed:
+            self._abort()
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append canonical rows (missing columns become null; batch_id is filled in)."""
+        table = model.conform(self.dataset, batch)
+        if table.num_rows == 0:
+            return
+        idx = table.schema.get_field_index("batch_id")
+        table = table.set_column(idx, table.schema.field(idx), pa.array([self.batch_id] * table.num_rows, pa.string()))
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None:
+                self._open_part()
+            take = min(self.rows_per_file - self._part_rows, table.num_rows - offset)
+            self._writer.write_table(table.slice(offset, take))
+            self._part_rows += take
+            self.rows += take
+            offset += take
+            if self._part_rows >= self.rows_per_file:
+                self._close_part()
+
+    def note_cursor(self, value: str | None) -> None:
+        """Record a cursor value seen; the batch's cursor_end is the highest."""
+        if value is not None and (self.cursor_end is None or value > self.cursor_end):
+            self.cursor_end = value
+
+    def _open_part(self) -> None:
+        name = f"part-{len(self.files):05d}.parquet"
+        self._tmp = self.dir / f".{name}.tmp"
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self._part_rows = 0
+
+    def _close_part(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        with self._tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        final = self.dir / self._tmp.name[1:-4]
+        os.replace(self._tmp, final)
+        self.files.append(LandedFile(final.name, self._part_rows, _sha256(final)))
+        self._writer = None
+        self._tmp = None
+
+    def commit(self, extra: dict | None = None) -> Manifest:
+        self._close_part()
+        if not self.files:  # an empty batch still lands (it records that the window was read)
+            self._open_part()
+            self._close_part()
+        manifest = Manifest(
+            self.source_id, self.stream, self.dataset, self.batch_id, self.rows, self.files,
+            self.cursor_column, self.cursor_start, self.cursor_end, self.started_at,
+            dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), extra or {},
+        )
+        atomic_write_bytes(self.dir / MANIFEST, json.dumps(asdict(manifest), ensure_ascii=False, indent=1).encode())
+        self.committed = True
+        return manifest
+
+    def _abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        for path in self.dir.glob("*") if self.dir.exists() else []:
+            path.unlink()
+        if self.dir.exists():
+            self.dir.rmdir()
+
+
+class LandingError(RuntimeError):
+    pass
+
+
+def read_manifest(path: Path) -> Manifest:
+    return Manifest.from_json((path / MANIFEST).read_text(encoding="utf-8"))
+
+
+def verify(path: Path) -> Manifest:
+    """Check every file against the manifest's sha256 and row count; raise LandingError naming the file."""
+    manifest = read_manifest(path)
+    for f in manifest.files:
+        p = path / f.path
+        if not p.exists():
+            raise LandingError(f"batch {manifest.batch_id}: {f.path} is missing; re-extract the batch")
+        if _sha256(p) != f.sha256:
+            raise LandingError(f"batch {manifest.batch_id}: {f.path} does not match its sha256; it was altered")
+    return manifest
+
+
+def iter_batches(path: Path, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
+    """Stream a landed batch's rows in bounded record batches."""
+    manifest = read_manifest(path)
+    for f in manifest.files:
+        yield from pq.ParquetFile(path / f.path).iter_batches(batch_size=batch_size)
+
+
+def list_batches(source_id: str | None = None, stream: str | None = None, root: Path | None = None) -> list[Path]:
+    """Committed batches (those with a manifest), oldest first."""
+    base = root or settings.landing_dir()
+    pattern = f"{source_id or '*'}/{stream or '*'}/*/{MANIFEST}"
+    return sorted((p.parent for p in base.glob(pattern)), key=lambda p: p.name)
+
+
+def write_batch(source_id: str, stream: str, dataset: str, batches: Iterable[pa.RecordBatch | pa.Table],
+                **kwargs) -> tuple[Path, Manifest]:
+    """Convenience: land an iterable of batches in one go."""
+    with BatchWriter(source_id, stream, dataset, **kwargs) as writer:
+        for b in batches:
+            writer.write(b)
+        manifest = writer.commit()
+    return writer.dir, manifest
