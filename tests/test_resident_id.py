@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 
+from countyhealth import privacy
 from countyhealth import resident_id as rid
 
 # Valid IDs built from the published algorithm (the standard's worked example is 11010519491231002X).
@@ -47,5 +48,22 @@ def test_bad_input_never_raises(bad, problem):
 
 
 def test_masks_hide_the_middle():
-    assert rid.mask("11010519491231002X") == "110**************X"
-    assert rid.mask_phone("13912345678") == "139******78"
+    assert privacy.mask_id("11010519491231002X") == "110**************X"
+    assert privacy.mask_phone("13912345678") == "139******78"
+
+
+def test_scrub_masks_ids_and_mobiles_in_free_text():
+    text = "row 7: id 11010519491231002X and 350125198001011234? phone 13912345678, code 12345"
+    out = privacy.scrub(text)
+    assert "11010519491231002X" not in out and "13912345678" not in out
+    assert "110**************X" in out and "139******78" in out and "code 12345" in out
+
+
+def test_keyed_hash_and_encryption_round_trip():
+    h1 = privacy.keyed_hash("11010519491231002X", "id_number")
+    assert h1 == privacy.keyed_hash("11010519491231002X", "id_number")
+    assert h1 != privacy.keyed_hash("11010519491231002X", "phone")
+    token = privacy.encrypt("13912345678")
+    assert token != "13912345678" and privacy.is_encrypted(token)
+    assert privacy.decrypt(token) == "13912345678"
+    assert privacy.decrypt("plain") == "plain"

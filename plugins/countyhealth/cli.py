@@ -14,6 +14,13 @@ import click
 
 # command name -> "module:attribute" of a click command or group
 LAZY_COMMANDS = {
+    "simulate": "countyhealth.simulate.cli:simulate",  # the simulated county and its source systems
+    "sources": "countyhealth.connectors.commands:sources",  # check / new / list source YAMLs
+    "pipeline": "countyhealth.pipeline:pipeline_command",  # run stages without Airflow
+    "batches": "countyhealth.validation.commands:batches",  # held batches: list / release / revalidate
+    "report": "countyhealth.validation.report:report_command",  # the HTML run report
+    "identity": "countyhealth.identity.commands:identity",  # EMPI: link, review queue, retrain
+    "results": "countyhealth.results.commands:results",  # shared test results, FHIR export, read API
     "warehouse": "countyhealth.cli:warehouse",
     "demo": "countyhealth.demo:demo",
 }

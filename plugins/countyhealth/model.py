@@ -82,6 +82,10 @@ PERSON = [
     _f("address_house_number", S, "Address: house number (门牌号码)", "DE02.01.009.06"),
     _f("address", S, "Address as one free-text line when the source has no parts"),
     _f("ethnicity_code", S, "Ethnicity, GB 3304 (民族)", "DE02.01.025.00"),
+    # keyed hashes (HMAC-SHA256, countyhealth.privacy) of the normalised ID number and phone: joinable
+    # without the plaintext, which the warehouse holds only encrypted
+    _f("id_number_hash", S, "Keyed hash of the normalised 18-digit ID number (for joins; never reversible)"),
+    _f("phone_hash", S, "Keyed hash of the normalised phone number (for joins; never reversible)"),
 ]
 
 ENCOUNTER = _PERSON_REF + [

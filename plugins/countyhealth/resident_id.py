@@ -8,7 +8,7 @@ Layout of the 18-digit form: 6-digit region code, 8-digit birth date ``YYYYMMDD`
 sequence (odd = male), check character (ISO 7064 MOD 11-2). The old 15-digit form has a 2-digit
 year and no check character; upgrading inserts ``19`` and computes the check character.
 
-Never log an ID number: use :func:`mask` when one has to be shown.
+Never log an ID number: use :func:`countyhealth.privacy.mask_id` when one has to be shown.
 """
 
 from __future__ import annotations
@@ -108,23 +108,3 @@ def parse(raw: str | None, *, today: dt.date | None = None) -> ParsedId:
 def is_valid(raw: str | None) -> bool:
     """True for a valid 18-digit ID or a well-formed 15-digit one."""
     return parse(raw).valid
-
-
-def mask(raw: str | None) -> str | None:
-    """Mask for display and logs: keep the first 3 and last 1 characters (``350***********123X`` style)."""
-    if raw is None:
-        return None
-    text = str(raw)
-    if len(text) <= 4:
-        return "*" * len(text)
-    return text[:3] + "*" * (len(text) - 4) + text[-1]
-
-
-def mask_phone(raw: str | None) -> str | None:
-    """Mask a phone for display: keep the first 3 and last 2 digits."""
-    if raw is None:
-        return None
-    text = str(raw)
-    if len(text) <= 5:
-        return "*" * len(text)
-    return text[:3] + "*" * (len(text) - 5) + text[-2:]

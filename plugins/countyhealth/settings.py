@@ -5,6 +5,11 @@
 - ``COUNTYHEALTH_DATA_DIR``: landing zone, embedded warehouse, reports; defaults to ``$HOME/data``.
 - ``COUNTYHEALTH_WAREHOUSE_URL``: the one setting that picks the warehouse (any SQLAlchemy URL:
   ``duckdb:///...`` or ``postgresql+psycopg://...``); defaults to the DuckDB file ``data/warehouse.duckdb``.
+- ``COUNTYHEALTH_SOURCES_DIR``: the source YAMLs; defaults to ``sources/`` in the project.
+- ``COUNTYHEALTH_CONFIG_DIR``: the county's local configuration (code maps, recognised items, identity
+  thresholds and trust order); defaults to ``config/`` in the project.
+- ``COUNTYHEALTH_COUNTY_DIR``: where the simulated county lives (``countyhealth simulate``); defaults to
+  ``<data dir>/county``. Source YAMLs of the demo county refer to it as ``${COUNTYHEALTH_COUNTY_DIR}``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,16 @@ def sql_dir() -> Path:
 def sources_dir() -> Path:
     env = os.environ.get("COUNTYHEALTH_SOURCES_DIR")
     return Path(env).resolve() if env else project_home() / "sources"
+
+
+def config_dir() -> Path:
+    env = os.environ.get("COUNTYHEALTH_CONFIG_DIR")
+    return Path(env).resolve() if env else project_home() / "config"
+
+
+def county_dir() -> Path:
+    env = os.environ.get("COUNTYHEALTH_COUNTY_DIR")
+    return Path(env).resolve() if env else data_dir() / "county"
 
 
 def expectations_dir() -> Path:

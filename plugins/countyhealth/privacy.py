@@ -1,0 +1,117 @@
+"""Personal identifiers at rest and in output: masking, keyed hashes, encryption. One home for all three.
+
+Resident ID numbers and phones never appear in logs, errors or reports (use :func:`mask_id` /
+:func:`mask_phone`). In the warehouse they are stored encrypted (Fernet: AES-128-CBC + HMAC, from the
+``cryptography`` package Airflow already depends on) beside a keyed hash (HMAC-SHA256) of the normalised
+value, so records can be joined on the hash without anyone reading the number.
+
+The key comes from ``COUNTYHEALTH_SECRET_KEY`` (any string of 32+ characters; in Airflow, set it as an
+environment variable or from a secrets backend). Without it a random key is created once in
+``<data dir>/secret.key`` (mode 0600) so the demo and tests work; a production deployment must set the
+variable, since losing the key makes the encrypted columns unreadable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+from functools import lru_cache
+
+from countyhealth import settings
+
+log = logging.getLogger(__name__)
+
+ENV_KEY = "COUNTYHEALTH_SECRET_KEY"
+_FERNET_PREFIX = "gAAAA"  # every Fernet token starts with version byte 0x80 + timestamp -> this base64 prefix
+
+
+def _secret() -> bytes:
+    env = os.environ.get(ENV_KEY)
+    if env:
+        if len(env) < 32:
+            raise ValueError(f"{ENV_KEY} must be at least 32 characters long (got {len(env)}); generate one with "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
+        return env.encode()
+    path = settings.data_dir() / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        log.warning("no %s set: created a local key file for this data directory (set the variable in production)",
+                    ENV_KEY)
+    return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=4)
+def _keys(secret: bytes) -> tuple[bytes, object]:
+    from cryptography.fernet import Fernet
+
+    hash_key = hashlib.sha256(b"countyhealth-hash|" + secret).digest()
+    enc_key = base64.urlsafe_b64encode(hashlib.sha256(b"countyhealth-enc|" + secret).digest())
+    return hash_key, Fernet(enc_key)
+
+
+def keyed_hash(value: str | None, purpose: str) -> str | None:
+    """HMAC-SHA256 of ``value`` (already normalised by the caller), hex; ``purpose`` separates domains
+    ("id_number", "phone") so equal strings of different kinds never collide."""
+    if value is None or value == "":
+        return None
+    hash_key, _ = _keys(_secret())
+    return hmac.new(hash_key, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def encrypt(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    _, fernet = _keys(_secret())
+    return fernet.encrypt(value.encode()).decode()
+
+
+def decrypt(token: str | None) -> str | None:
+    """Plaintext of a value written by :func:`encrypt`; values that were never encrypted pass through."""
+    if token is None or not is_encrypted(token):
+        return token
+    _, fernet = _keys(_secret())
+    return fernet.decrypt(token.encode()).decode()
+
+
+def is_encrypted(value: str | None) -> bool:
+    return bool(value) and value.startswith(_FERNET_PREFIX) and len(value) > 80
+
+
+def mask_id(raw: str | None) -> str | None:
+    """Mask an ID number for display: first 3 and last 1 characters (``350**************X``)."""
+    if raw is None:
+        return None
+    text = str(raw)
+    if len(text) <= 4:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 4) + text[-1]
+
+
+def mask_phone(raw: str | None) -> str | None:
+    """Mask a phone for display: first 3 and last 2 digits."""
+    if raw is None:
+        return None
+    text = str(raw)
+    if len(text) <= 5:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 5) + text[-2:]
+
+
+# 15- or 18-character resident IDs and mainland mobiles (1[3-9]x, 11 digits) inside free text
+_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+_MOBILE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d{9})(?!\d)")
+
+
+def scrub(text: str) -> str:
+    """Mask anything that looks like an ID number or a mobile phone inside free text (error messages,
+    log lines built from source data)."""
+    text = _ID_IN_TEXT.sub(lambda m: mask_id(m.group(1)), text)
+    return _MOBILE_IN_TEXT.sub(lambda m: mask_phone(m.group(1)), text)
