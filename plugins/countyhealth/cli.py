@@ -12,24 +12,24 @@ import sys
 
 import click
 
-# command name -> "module:attribute" of a click command or group
+# command name -> ("module:attribute" of a click command or group, one-line help shown by --help)
 LAZY_COMMANDS = {
-    "simulate": "countyhealth.simulate.cli:simulate",  # the simulated county and its source systems
-    "sources": "countyhealth.connectors.commands:sources",  # check / new / list source YAMLs
-    "pipeline": "countyhealth.pipeline:pipeline_command",  # run stages without Airflow
-    "batches": "countyhealth.validation.commands:batches",  # held batches: list / release / revalidate
-    "report": "countyhealth.validation.report:report_command",  # the HTML run report
-    "identity": "countyhealth.identity.commands:identity",  # EMPI: link, review queue, retrain
-    "results": "countyhealth.results.commands:results",  # shared test results, FHIR export, read API
-    "warehouse": "countyhealth.cli:warehouse",
-    "demo": "countyhealth.demo:demo",
+    "simulate": ("countyhealth.simulate.cli:simulate", "The simulated county and its running source systems."),
+    "sources": ("countyhealth.connectors.commands:sources", "Check, list and scaffold source YAMLs."),
+    "pipeline": ("countyhealth.pipeline:pipeline_command", "Run pipeline stages without Airflow."),
+    "batches": ("countyhealth.validation.commands:batches", "Landed batches: list, release or re-validate held ones."),
+    "report": ("countyhealth.validation.report:report_command", "Write the self-contained HTML run report."),
+    "identity": ("countyhealth.identity.commands:identity", "EMPI: link persons, review queue, retrain."),
+    "results": ("countyhealth.results.commands:results", "Shared test results: show, export FHIR, serve the API."),
+    "warehouse": ("countyhealth.cli:warehouse", "Create and inspect the warehouse."),
+    "demo": ("countyhealth.demo:demo", "Simulate a county and run the whole pipeline on it."),
 }
 
 
 class LazyGroup(click.Group):
-    """A click group whose sub-commands are imported on first use."""
+    """A click group whose sub-commands are imported on first use; ``--help`` imports none of them."""
 
-    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy = lazy or {}
 
@@ -38,9 +38,15 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx, name):
         if name in self.lazy:
-            module_name, attr = self.lazy[name].split(":")
+            module_name, attr = self.lazy[name][0].split(":")
             return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, self.lazy[name][1]) for name in self.list_commands(ctx) if name in self.lazy]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
