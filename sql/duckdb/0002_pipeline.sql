@@ -74,6 +74,18 @@ CREATE TABLE ingested_file (
     PRIMARY KEY (source_id, stream, sha256)
 );
 
+-- The sources as configured at their last load (sources/*.yaml): lets later stages re-derive what depends
+-- on a source's configuration (e.g. which local code system its lab items use) without reading YAML.
+CREATE TABLE source_registry (
+    source_id VARCHAR NOT NULL PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    facility_code VARCHAR,
+    code_system VARCHAR,                                 -- local lab/exam code system (e.g. his_vendor_a)
+    description VARCHAR,
+    config_sha256 VARCHAR,
+    updated_at TIMESTAMP NOT NULL
+);
+
 -- The EMPI's persons. A person_id is never renumbered; a merged person keeps its row, status 'merged',
 -- and redirects to the survivor through merged_into.
 CREATE TABLE empi_person (
