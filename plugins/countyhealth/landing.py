@@ -2,9 +2,16 @@
 
 ``landing/<source_id>/<stream>/<batch_id>/``::
 
-    manifest.json          source, stream, dataset, rows, sha256 of each file, cursor range, times
-    part-00000.parquet     rows in the canonical dataset's schema (countyhealth.model), batch_id filled
+    manifest.json          source, stream, target datasets, rows, sha256 of each file, cursor range, times
+    part-00000.parquet     raw rows as the source gave them: its own column names, values as text,
+                           plus ``_row`` (the row's position in the batch, the key quarantine refers to)
     ...
+    validated/             written later by validation (canonical rows, quarantine, outcome.json)
+
+Raw, not canonical, on purpose: when a mapping or a value map was wrong, fixing the YAML and re-validating
+the landed batch repairs the data without asking a member's server again (dlt and Airbyte keep raw for the
+same reason). A part's columns may differ from the previous part's (JSON pages that omit absent keys);
+readers take each part as it is.
 
 Files are written atomically (temp file, fsync, rename), and the manifest is written last: a batch
 directory without a manifest is an interrupted extraction and is ignored (and may be removed). Nothing
@@ -26,9 +33,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from countyhealth import model, settings
+from countyhealth import settings
 
 MANIFEST = "manifest.json"
+ROW = "_row"  # position of a row in its batch: what quarantine and findings point at
 
 
 @dataclass
@@ -42,7 +50,7 @@ class LandedFile:
 class Manifest:
     source_id: str
     stream: str
-    dataset: str
+    datasets: list[str]  # canonical datasets the stream maps to (validation makes one output per dataset)
     batch_id: str
     rows: int
     files: list[LandedFile]
@@ -103,16 +111,16 @@ class BatchWriter:
     committing (an exception) removes the partial files, so a failed extraction leaves no batch behind.
     """
 
-    def __init__(self, source_id: str, stream: str, dataset: str, *, batch_id: str | None = None,
+    def __init__(self, source_id: str, stream: str, datasets: list[str], *, batch_id: str | None = None,
                  root: Path | None = None, rows_per_file: int = 500_000, cursor_column: str | None = None,
                  cursor_start: str | None = None):
-        self.source_id, self.stream, self.dataset = source_id, stream, dataset
+        self.source_id, self.stream, self.datasets = source_id, stream, list(datasets)
         self.batch_id = batch_id or new_batch_id()
         self.dir = batch_dir(source_id, stream, self.batch_id, root)
         self.rows_per_file = rows_per_file
         self.cursor_column, self.cursor_start = cursor_column, cursor_start
         self.cursor_end: str | None = None
-        self.schema = model.schema(dataset)
+        self.schema: pa.Schema | None = None  # of the open part
         self.files: list[LandedFile] = []
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -130,16 +138,19 @@ class BatchWriter:
             self._abort()
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        """Append canonical rows (missing columns become null; batch_id is filled in)."""
-        table = model.conform(self.dataset, batch)
+        """Append raw rows; ``_row`` (position in the batch) is added here."""
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         if table.num_rows == 0:
             return
-        idx = table.schema.get_field_index("batch_id")
-        table = table.set_column(idx, table.schema.field(idx), pa.array([self.batch_id] * table.num_rows, pa.string()))
+        if ROW in table.column_names:
+            table = table.drop_columns([ROW])
+        table = table.append_column(ROW, pa.array(range(self.rows, self.rows + table.num_rows), pa.int64()))
+        if self._writer is not None and not table.schema.equals(self.schema):
+            self._close_part()  # the source's columns changed (e.g. a JSON page without some key): new part
         offset = 0
         while offset < table.num_rows:
             if self._writer is None:
-                self._open_part()
+                self._open_part(table.schema)
             take = min(self.rows_per_file - self._part_rows, table.num_rows - offset)
             self._writer.write_table(table.slice(offset, take))
             self._part_rows += take
@@ -153,10 +164,11 @@ class BatchWriter:
         if value is not None and (self.cursor_end is None or value > self.cursor_end):
             self.cursor_end = value
 
-    def _open_part(self) -> None:
+    def _open_part(self, schema: pa.Schema) -> None:
         name = f"part-{len(self.files):05d}.parquet"
         self._tmp = self.dir / f".{name}.tmp"
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        self.schema = schema
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
         self._part_rows = 0
 
     def _close_part(self) -> None:
@@ -173,11 +185,8 @@ class BatchWriter:
 
     def commit(self, extra: dict | None = None) -> Manifest:
         self._close_part()
-        if not self.files:  # an empty batch still lands (it records that the window was read)
-            self._open_part()
-            self._close_part()
-        manifest = Manifest(
-            self.source_id, self.stream, self.dataset, self.batch_id, self.rows, self.files,
+        manifest = Manifest(  # an empty batch still lands: it records that the window was read
+            self.source_id, self.stream, self.datasets, self.batch_id, self.rows, self.files,
             self.cursor_column, self.cursor_start, self.cursor_end, self.started_at,
             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), extra or {},
         )
@@ -215,10 +224,19 @@ def verify(path: Path) -> Manifest:
 
 
 def iter_batches(path: Path, batch_size: int = 100_000) -> Iterator[pa.RecordBatch]:
-    """Stream a landed batch's rows in bounded record batches."""
+    """Stream a landed batch's raw rows in bounded record batches (parts may differ in columns)."""
     manifest = read_manifest(path)
     for f in manifest.files:
         yield from pq.ParquetFile(path / f.path).iter_batches(batch_size=batch_size)
+
+
+def find_batch(batch_id: str, root: Path | None = None) -> Path:
+    """The directory of a committed batch, by id; LandingError naming the fix when there is none."""
+    base = root or settings.landing_dir()
+    found = [p.parent for p in base.glob(f"*/*/{batch_id}/{MANIFEST}")]
+    if not found:
+        raise LandingError(f"no landed batch {batch_id!r} under {base.name}/ (see `countyhealth batches list`)")
+    return found[0]
 
 
 def list_batches(source_id: str | None = None, stream: str | None = None, root: Path | None = None) -> list[Path]:
@@ -228,10 +246,10 @@ def list_batches(source_id: str | None = None, stream: str | None = None, root: 
     return sorted((p.parent for p in base.glob(pattern)), key=lambda p: p.name)
 
 
-def write_batch(source_id: str, stream: str, dataset: str, batches: Iterable[pa.RecordBatch | pa.Table],
+def write_batch(source_id: str, stream: str, datasets: list[str], batches: Iterable[pa.RecordBatch | pa.Table],
                 **kwargs) -> tuple[Path, Manifest]:
     """Convenience: land an iterable of batches in one go."""
-    with BatchWriter(source_id, stream, dataset, **kwargs) as writer:
+    with BatchWriter(source_id, stream, datasets, **kwargs) as writer:
         for b in batches:
             writer.write(b)
         manifest = writer.commit()

@@ -115,3 +115,24 @@ def scrub(text: str) -> str:
     log lines built from source data)."""
     text = _ID_IN_TEXT.sub(lambda m: mask_id(m.group(1)), text)
     return _MOBILE_IN_TEXT.sub(lambda m: mask_phone(m.group(1)), text)
+
+
+def protect_person(table):
+    """Person rows as the warehouse keeps them: ID number and phone encrypted, keyed hashes of their
+    normalised forms beside them (so identity and joins never need the plaintext at rest)."""
+    import pyarrow as pa
+
+    from countyhealth.standardise.person import normalise_id_for_hash, normalise_phone
+
+    ids = table.column("id_number").to_pylist()
+    phones = table.column("phone").to_pylist()
+    columns = {
+        "id_number": [encrypt(v) if v and not is_encrypted(v) else v for v in ids],
+        "phone": [encrypt(v) if v and not is_encrypted(v) else v for v in phones],
+        "id_number_hash": [keyed_hash(normalise_id_for_hash(v), "id_number") if v else None for v in ids],
+        "phone_hash": [keyed_hash(normalise_phone(v), "phone") if v else None for v in phones],
+    }
+    for name, values in columns.items():
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, table.schema.field(i), pa.array(values, pa.string()))
+    return table

@@ -23,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import random
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,33 @@ class Migration:
 
 class MigrationError(RuntimeError):
     pass
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def retry_on_lock(fn: Callable, *, timeout: float = 900.0, what: str = "the warehouse"):
+    """Run ``fn()``; while another process holds the DuckDB file, wait and retry (up to ``timeout`` s).
+
+    DuckDB lets one process open a file read-write and then nobody else may open it at all; the pipeline's
+    writers run one at a time, but a reader (an extract task reading its watermark, the CLI) can meet one.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.2
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - duckdb raises IOException wrapped by SQLAlchemy
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                if _is_lock_error(exc):
+                    raise RuntimeError(f"{what} stayed locked by another process for {timeout:.0f} s — is a load "
+                                       "stuck? (DuckDB allows one open process at a time)") from None
+                raise
+            log.info("%s is locked by another process; retrying in %.1fs", what, pause)
+            time.sleep(pause + random.uniform(0, pause / 2))
+            pause = min(pause * 2, 10.0)
 
 
 def create_engine(url: str | None = None) -> sa.Engine:
@@ -153,11 +182,20 @@ class Warehouse:
 
     # ---- watermarks -------------------------------------------------------------------------
     def watermark(self, source_id: str, stream: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.text("SELECT cursor_value FROM watermark WHERE source_id = :s AND stream = :t"),
-                {"s": source_id, "t": stream},
-            ).scalar()
+        def read():
+            with self.engine.connect() as conn:
+                return conn.execute(
+                    sa.text("SELECT cursor_value FROM watermark WHERE source_id = :s AND stream = :t"),
+                    {"s": source_id, "t": stream},
+                ).scalar()
+
+        return retry_on_lock(read) if self.dialect == "duckdb" else read()
+
+    def begin(self):
+        """A write transaction; on DuckDB waits while another process holds the file."""
+        if self.dialect != "duckdb":
+            return self.engine.begin()
+        return retry_on_lock(lambda: _entered(self.engine.begin()))
 
     @staticmethod
     def _advance_watermark(conn: sa.Connection, wm: Watermark) -> None:
@@ -268,6 +306,29 @@ class Warehouse:
         )
         return int(distinct)
 
+    def insert_arrow(self, conn: sa.Connection, table_name: str, data: pa.Table) -> int:
+        """Append an Arrow table whose columns are a subset of ``table_name``'s, inside ``conn``'s transaction
+        (DuckDB scans it in place; PostgreSQL COPYs it). For audit-like tables without upsert semantics."""
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", table_name):
+            raise ValueError(f"not a table name: {table_name!r}")
+        if data.num_rows == 0:
+            return 0
+        cols = ", ".join(data.column_names)
+        if self.dialect == "duckdb":
+            raw = conn.connection.driver_connection
+            raw.register("_append", data)
+            try:
+                raw.execute(f"INSERT INTO {table_name} ({cols}) SELECT {cols} FROM _append")
+            finally:
+                raw.unregister("_append")
+        else:
+            buf = io.BytesIO()
+            pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+            with conn.connection.driver_connection.cursor() as cur:
+                with cur.copy(f"COPY {table_name} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
+                    copy.write(buf.getvalue())
+        return data.num_rows
+
     # ---- inspection -------------------------------------------------------------------------
     def count(self, table: str) -> int:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", table):
@@ -284,6 +345,21 @@ class Warehouse:
         for row in rows:
             digest.update(repr(tuple(_canonical(v) for v in row)).encode())
         return digest.hexdigest()
+
+
+class _entered:
+    """Enter a SQLAlchemy transaction context now (so a lock error surfaces inside retry_on_lock) and hand
+    the entered connection to the caller's ``with``."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+        self._conn = ctx.__enter__()
+
+    def __enter__(self):
+        return self._conn
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
 
 
 def _canonical(value):
