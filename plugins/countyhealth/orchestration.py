@@ -1,0 +1,279 @@
+"""The Airflow DAGs, built from ``sources/`` at parse time. The files in ``dags/`` only call these builders.
+
+Nightly (``countyhealth_nightly``), at 02:00 Asia/Shanghai over the previous day's data interval:
+
+- one task group per member source (``member_<source_id>``): for each stream ``extract_<stream>`` →
+  ``validate_<stream>``. A member's streams run one after another (``max_active_extracts`` lanes at most),
+  so a small township server is never hit by all its streams at once; members run side by side. One
+  member's outage fails only its own tasks: every later stage runs with ``all_done`` on what succeeded,
+  and the failed stream catches up from its watermark next night.
+- ``load`` (the single warehouse writer: rows, quarantine, audit and watermark per batch in one
+  transaction) → ``identity`` (EMPI) → ``shared_results`` (互认; outlets: the shared-result Assets other
+  DAGs can schedule on) → ``report`` → ``check_members``, which ends the run red, naming each failed or
+  held member, after everything that could be done was done.
+
+Why task groups rather than pools for member isolation: a pool passed through ``expand_kwargs`` is ignored
+(apache/airflow#33657) and a task naming a pool that doesn't exist never runs; task groups built from the
+YAML need nothing created in the metadata DB. The warehouse's single writer is kept by the DAG's shape,
+``max_active_runs=1`` and :func:`countyhealth.warehouse.retry_on_lock` (another DAG writing waits).
+
+Heavy libraries (Great Expectations, Splink, pandas) are imported inside the tasks, never here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TIMEZONE = "Asia/Shanghai"
+NIGHTLY_DAG_ID = "countyhealth_nightly"
+MAINTENANCE_DAG_ID = "countyhealth_maintenance"
+SHARED_LAB_ASSET = "countyhealth://warehouse/shared_lab_result"
+SHARED_EXAM_ASSET = "countyhealth://warehouse/shared_exam_report"
+
+
+def landing_asset_uri(source_id: str, stream: str) -> str:
+    return f"countyhealth://landing/{source_id}/{stream}"
+
+
+def warehouse_asset_uri(dataset: str) -> str:
+    return f"countyhealth://warehouse/{dataset}"
+
+
+def _local(value) -> dt.datetime | None:
+    """An aware Airflow datetime → naive Asia/Shanghai time, as member systems write their clocks."""
+    if value is None:
+        return None
+    import pendulum
+
+    return pendulum.instance(value).in_timezone(TIMEZONE).naive()
+
+
+def on_task_failure(context) -> None:
+    """A plain summary for the log and the run report: which member, which stage, why."""
+    from countyhealth import pipeline, privacy
+
+    ti = context.get("task_instance") or context.get("ti")
+    task_id = getattr(ti, "task_id", "?")
+    exc = context.get("exception")
+    reason = f"{type(exc).__name__}: {privacy.scrub(str(exc))}" if exc else "failed"
+    group, _, stage = task_id.partition(".")
+    source_id = group.removeprefix("member_") if group.startswith("member_") else None
+    stream = stage.split("_", 1)[1] if source_id and "_" in stage else None
+    stage_name = stage.split("_", 1)[0] if source_id else task_id
+    dag_run = context.get("dag_run")
+    run_id = getattr(dag_run, "run_id", None)
+    log.error("countyhealth: %s failed at %s%s: %s", source_id or "the pipeline", stage_name,
+              f" ({stream})" if stream else "", reason)
+    pipeline.record_failure(stage=stage_name, reason=reason, run_id=run_id, dag_id=getattr(ti, "dag_id", None),
+                            task_id=task_id, source_id=source_id, stream=stream)
+
+
+def _default_args() -> dict:
+    return {
+        "owner": "county-it",
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(hours=1),
+        "execution_timeout": dt.timedelta(hours=2),
+        "on_failure_callback": on_task_failure,
+    }
+
+
+def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_DAG_ID,
+                      schedule_cron: str = "0 2 * * *"):
+    import pendulum
+    from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, get_current_context, task
+
+    from countyhealth import model
+    from countyhealth.connectors.config import load_sources
+
+    sources = load_sources(sources_dir)
+
+    @task(retries=3)
+    def extract(source_id: str, stream: str) -> str:
+        from countyhealth import pipeline
+
+        ctx = get_current_context()
+        manifest = pipeline.extract(source_id, stream, until=_local(ctx.get("data_interval_end")))
+        return manifest.batch_id
+
+    @task(retries=1)
+    def validate(source_id: str, stream: str, batch_id: str) -> dict:
+        from countyhealth import landing, pipeline
+
+        outcome = pipeline.validate(landing.batch_dir(source_id, stream, batch_id))
+        return {ds: {"rows": r.rows_in, "quarantined": r.rows_quarantined, "held": r.held}
+                for ds, r in outcome.datasets.items()}
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=2,
+          outlets=[Asset(warehouse_asset_uri(d)) for d in model.DATASET_NAMES])
+    def load() -> dict:
+        from countyhealth import pipeline
+
+        loads, failures = pipeline.load_pending()
+        held = [f"{s.source_id}/{s.stream}/{s.batch_id}" for s in loads if s.status == "held"]
+        for s in loads:
+            log.info("%s/%s batch %s: %s %s", s.source_id, s.stream, s.batch_id, s.status, s.datasets)
+        if held:
+            log.warning("held batches (circuit breaker; see `countyhealth batches list --held`): %s", ", ".join(held))
+        return {"loaded": sum(s.status == "loaded" for s in loads), "held": held, "failed": failures}
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def identity() -> dict:
+        from countyhealth import identity as empi
+
+        summary = empi.run(_wh())
+        return _plain(summary)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[Asset(SHARED_LAB_ASSET), Asset(SHARED_EXAM_ASSET)])
+    def shared_results() -> dict:
+        from countyhealth import results
+
+        return _plain(results.refresh(_wh()))
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=1)
+    def report() -> str:
+        from countyhealth import settings
+        from countyhealth.validation import report as run_report
+
+        out = settings.reports_dir() / "run-report.html"
+        run_report.write_report(_wh(), out)
+        return str(out)
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=None)
+    def check_members(load_result: dict | None = None) -> None:
+        """End the run red when a member failed or a batch was held, after all other work is done."""
+        from countyhealth import pipeline
+
+        ctx = get_current_context()
+        run_id = getattr(ctx.get("dag_run"), "run_id", None)
+        failures = [f for f in pipeline.read_failures(run_id=run_id) if f.get("stage") != "check"]
+        held = (load_result or {}).get("held", [])
+        problems = [f"{f.get('source_id') or 'pipeline'} {f.get('stage')} {f.get('stream') or ''}: {f.get('reason')}"
+                    for f in failures] + [f"held (circuit breaker): {h}" for h in held]
+        problems += [f"load {k}: {v}" for k, v in (load_result or {}).get("failed", {}).items()]
+        if problems:
+            raise RuntimeError("this run finished what it could, but:\n  " + "\n  ".join(problems))
+
+    with DAG(
+        dag_id=dag_id,
+        schedule=CronDataIntervalTimetable(schedule_cron, timezone=TIMEZONE),
+        start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(),
+        tags=["countyhealth"],
+        doc_md=__doc__,
+    ) as dag:
+        validations = []
+        for source_id, source in sources.items():
+            streams = [(n, s) for n, s in source.streams.items() if s.enabled]
+            if not streams:
+                continue
+            with TaskGroup(group_id=f"member_{source_id}", tooltip=source.description or source_id):
+                lanes: list[list] = [[] for _ in range(source.max_active_extracts)]
+                for i, (name, _) in enumerate(streams):
+                    ex = extract.override(task_id=f"extract_{name}", trigger_rule=TriggerRule.ALL_DONE,
+                                          outlets=[Asset(landing_asset_uri(source_id, name))])(source_id, name)
+                    va = validate.override(task_id=f"validate_{name}")(source_id, name, ex)
+                    lane = lanes[i % len(lanes)]
+                    if lane:
+                        lane[-1] >> ex  # the member's next stream waits for this one, whatever its outcome
+                    lane.append(va)
+                    validations.append(va)
+        loaded = load()
+        validations >> loaded
+        done = check_members(loaded)
+        loaded >> identity() >> shared_results() >> report() >> done
+    return dag
+
+
+def build_maintenance_dag(*, dag_id: str = MAINTENANCE_DAG_ID, keep_days: int | None = None):
+    """Weekly upkeep: apply review-queue decisions, expire old landing batches, VACUUM/ANALYZE."""
+    import pendulum
+    from airflow.sdk import DAG, CronTriggerTimetable, task
+
+    @task
+    def apply_review_decisions() -> dict:
+        from countyhealth import identity as empi
+
+        return _plain(empi.run(_wh()))
+
+    @task
+    def expire_landing() -> dict:
+        from countyhealth import maintenance
+
+        return _plain(maintenance.expire_landing(_wh(), keep_days=keep_days))
+
+    @task
+    def vacuum_analyze() -> str:
+        from countyhealth import maintenance
+
+        return maintenance.vacuum_analyze(_wh())
+
+    with DAG(
+        dag_id=dag_id,
+        schedule=CronTriggerTimetable("30 4 * * 0", timezone=TIMEZONE),  # Sundays 04:30, after the nightly load
+        start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(),
+        tags=["countyhealth"],
+        doc_md=build_maintenance_dag.__doc__,
+    ) as dag:
+        apply_review_decisions() >> expire_landing() >> vacuum_analyze()
+    return dag
+
+
+def build_fhir_export_dag(*, dag_id: str = "countyhealth_fhir_export"):
+    """Runs when the nightly DAG refreshes the shared results (an Asset schedule) and writes the FHIR R4
+    bundles of the day's results — an example of a downstream consumer."""
+    import pendulum
+    from airflow.sdk import DAG, Asset, get_current_context, task
+
+    @task
+    def export_day() -> str:
+        from countyhealth import settings
+        from countyhealth.results import fhir
+
+        ctx = get_current_context()
+        run_after = ctx.get("dag_run").run_after if ctx.get("dag_run") is not None else None
+        day = (_local(run_after) or dt.datetime.now()).date() - dt.timedelta(days=1)
+        out = settings.reports_dir() / "fhir" / day.isoformat()
+        written = fhir.export_day(_wh(), day, out)
+        return f"{written} bundle(s) in {out}"
+
+    with DAG(
+        dag_id=dag_id,
+        schedule=[Asset(SHARED_LAB_ASSET)],
+        start_date=pendulum.datetime(2026, 1, 1, tz=TIMEZONE),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(),
+        tags=["countyhealth", "fhir"],
+        doc_md=build_fhir_export_dag.__doc__,
+    ) as dag:
+        export_day()
+    return dag
+
+
+def _wh():
+    from countyhealth.warehouse import Warehouse
+
+    return Warehouse()
+
+
+def _plain(obj) -> dict:
+    """A summary dataclass as JSON-safe values for XCom."""
+    import dataclasses
+
+    if obj is None:
+        return {}
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else str(v)) for k, v in obj.items()}

@@ -1,0 +1,600 @@
+"""The stages as functions: what an Airflow task, ``countyhealth pipeline`` and the tests call.
+
+``extract`` (a source stream → a landed raw batch) and ``validate`` (a landed batch → canonical clean rows,
+quarantine and findings beside it, and the circuit-breaker decision) write only files, so they run in
+parallel. ``load`` is the single warehouse writer: each validated batch goes in one transaction — rows,
+quarantine, findings, the reconciled audit row, ingested files and the watermark — or not at all.
+
+Idempotency: extraction reads from the watermark the warehouse holds (minus the overlap), so an extraction
+whose load never happened is simply read again; loading a batch twice leaves the warehouse unchanged (upsert
+on (source_id, source_record_id), older versions never overwrite newer ones, audit rows replaced).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from countyhealth import landing, model, privacy, settings
+from countyhealth.connectors import connector_class
+from countyhealth.connectors.base import CursorTracker, ExtractWindow, parse_cursor
+from countyhealth.connectors.config import get_source, load_sources
+from countyhealth.connectors.typing import SourceBase
+
+log = logging.getLogger(__name__)
+
+VALIDATED = "validated"
+OUTCOME = "outcome.json"
+CHUNK_ROWS = 200_000  # raw rows mapped and validated at a time: bounds memory
+
+
+class ReconciliationError(RuntimeError):
+    """rows extracted ≠ rows loaded + quarantined + duplicates: the batch must not load."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _warehouse(wh=None):
+    from countyhealth.warehouse import Warehouse
+
+    return wh or Warehouse()
+
+
+# ---- extract ---------------------------------------------------------------------------------------------
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(sep="T") if value else None
+
+
+def seen_file_checksums(wh, source_id: str, stream: str) -> frozenset[str]:
+    """Files a file source has ingested already: loaded ones (warehouse) and landed ones not yet loaded."""
+    import sqlalchemy as sa
+
+    from countyhealth.warehouse import retry_on_lock
+
+    def read():
+        with wh.engine.connect() as conn:
+            return {r[0] for r in conn.execute(
+                sa.text("SELECT sha256 FROM ingested_file WHERE source_id = :s AND stream = :t"),
+                {"s": source_id, "t": stream})}
+
+    seen = retry_on_lock(read) if wh.dialect == "duckdb" else read()
+    for path in landing.list_batches(source_id, stream):
+        seen.update(f["sha256"] for f in landing.read_manifest(path).extra.get("files", []))
+    return frozenset(seen)
+
+
+def extract(source_id: str, stream: str, *, until: dt.datetime | None = None, wh=None,
+            source: SourceBase | None = None) -> landing.Manifest:
+    """Land one stream's new rows (from the watermark minus the overlap up to ``until``) as a raw batch."""
+    wh = _warehouse(wh)
+    source = source or get_source(source_id)
+    conn = connector_class(source.kind).from_source(source)
+    cfg = conn.stream(stream)
+    watermark = wh.watermark(source_id, stream)
+    since = None
+    if cfg.cursor is not None:
+        since = (dt.datetime.fromisoformat(watermark) - cfg.cursor.overlap) if watermark else cfg.cursor.initial
+    seen = seen_file_checksums(wh, source_id, stream) if getattr(cfg, "path", None) is not None else frozenset()
+    window = ExtractWindow(since=since, until=until, seen_files=seen)
+    started = time.monotonic()
+    extraction = conn.extract(stream, window)
+    tracker = CursorTracker(cfg.cursor)
+    with landing.BatchWriter(source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
+                             cursor_start=_iso(since)) as writer:
+        for batch in extraction.batches:
+            tracker.see(batch)
+            writer.write(batch)
+        writer.cursor_end = tracker.value
+        extra = dict(extraction.extra)
+        extra.update(window={"since": _iso(since), "until": _iso(until)}, watermark_before=watermark,
+                     unparsable_cursor_values=tracker.unparsable, seconds=round(time.monotonic() - started, 3))
+        manifest = writer.commit(extra=extra)
+    if extraction.on_landed:
+        extraction.on_landed(manifest)
+    log.info("%s/%s: landed %d rows as batch %s (cursor %s → %s)", source_id, stream, manifest.rows,
+             manifest.batch_id, manifest.cursor_start, manifest.cursor_end)
+    return manifest
+
+
+# ---- validate --------------------------------------------------------------------------------------------
+
+@dataclass
+class DatasetResult:
+    dataset: str
+    rows_in: int = 0
+    rows_clean: int = 0
+    rows_quarantined: int = 0
+    rows_flagged: int = 0
+    rows_excluded: int = 0
+    failing_share: float = 0.0
+    threshold: float = 0.2
+    held: bool = False
+    rule_counts: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    source_id: str
+    stream: str
+    validated_at: str
+    config_sha256: str
+    datasets: dict[str, DatasetResult]
+    released: dict | None = None  # who released a held batch, when, why
+
+    @property
+    def held(self) -> bool:
+        return any(d.held for d in self.datasets.values()) and not self.released
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps(data, ensure_ascii=False, indent=1)
+
+    @classmethod
+    def read(cls, batch_dir: Path) -> "BatchOutcome | None":
+        path = batch_dir / VALIDATED / OUTCOME
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["datasets"] = {k: DatasetResult(**v) for k, v in data["datasets"].items()}
+        return cls(**data)
+
+    def write(self, batch_dir: Path) -> None:
+        landing.atomic_write_bytes(batch_dir / VALIDATED / OUTCOME, self.to_json().encode())
+
+
+def _config_sha(source: SourceBase) -> str:
+    return hashlib.sha256(source.model_dump_json().encode()).hexdigest()
+
+
+def _raw_chunks(batch_dir: Path):
+    """Raw rows in chunks of about CHUNK_ROWS, each chunk one table (parts may differ in columns)."""
+    pending: list[pa.Table] = []
+    rows = 0
+    for rb in landing.iter_batches(batch_dir, batch_size=CHUNK_ROWS):
+        pending.append(pa.Table.from_batches([rb]))
+        rows += rb.num_rows
+        if rows >= CHUNK_ROWS:
+            yield pa.concat_tables(pending, promote_options="default")
+            pending, rows = [], 0
+    if pending:
+        yield pa.concat_tables(pending, promote_options="default")
+
+
+def _row_json(raw: pa.Table, rows: list[int], sensitive: set[str]) -> dict[int, str]:
+    """Quarantined rows as the source had them, ID numbers and phones masked (for the county IT team)."""
+    import pyarrow.compute as pc
+
+    if not rows:
+        return {}
+    picked = raw.filter(pc.is_in(raw.column(landing.ROW), value_set=pa.array(sorted(set(rows)), pa.int64())))
+    out = {}
+    for rec in picked.to_pylist():
+        r = rec.pop(landing.ROW)
+        masked = {k: (privacy.mask_id(v) if k in sensitive else privacy.scrub(v)) if isinstance(v, str) else v
+                  for k, v in rec.items()}
+        out[r] = json.dumps(masked, ensure_ascii=False)
+    return out
+
+
+QUARANTINE_FILE_SCHEMA = pa.schema([("_row", pa.int64()), ("rule_id", pa.string()), ("category", pa.string()),
+                                    ("severity", pa.string()), ("column", pa.string()), ("value", pa.string()),
+                                    ("source_record_id", pa.string()), ("facility_code", pa.string()),
+                                    ("row_json", pa.string())])
+
+
+def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt.datetime | None = None) -> BatchOutcome:
+    """Map and check a landed batch; write ``validated/`` beside it (replacing an earlier validation)."""
+    import pyarrow.compute as pc
+
+    from countyhealth import validation
+    from countyhealth.connectors.mapping import map_dataset
+
+    manifest = landing.verify(batch_dir)
+    source = source or get_source(manifest.source_id)
+    stream = source.streams.get(manifest.stream)
+    if stream is None:
+        raise KeyError(f"{source.path}: stream {manifest.stream!r} of batch {manifest.batch_id} is no longer "
+                       "configured — restore it to validate this batch")
+    load_time = load_time or _now() + dt.timedelta(hours=8)  # member systems record Asia/Shanghai local time
+    tmp = batch_dir / f".{VALIDATED}.{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    results: dict[str, DatasetResult] = {}
+    writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+    strict = source.kind != "rest"
+    try:
+        for raw in _raw_chunks(batch_dir):
+            for dmap in stream.maps:
+                ds = dmap.dataset
+                res = results.setdefault(ds, DatasetResult(ds, threshold=source.validation.max_failing_share))
+                mapped = map_dataset(raw, dmap, source, stream, batch_id=manifest.batch_id, strict_columns=strict)
+                ctx = validation.ValidationContext(source_id=source.source_id, batch_id=manifest.batch_id,
+                                                   load_time=load_time, code_system=source.code_system,
+                                                   max_failing_share=source.validation.max_failing_share)
+                out = validation.validate_dataset(ds, mapped.table, ctx, prior_issues=mapped.issues)
+                res.rows_in += out.rows_in
+                res.rows_excluded += mapped.rows_excluded
+                res.rows_quarantined += out.rows_quarantined
+                res.rows_flagged += out.rows_flagged
+                res.rows_clean += out.clean.num_rows
+                for rule, n in out.rule_counts.items():
+                    res.rule_counts[rule] = res.rule_counts.get(rule, 0) + n
+                _append(writers, tmp, ds, "clean", out.clean)
+                errors = out.issues.filter(pc.equal(out.issues.column("severity"), "error"))
+                warnings = out.issues.filter(pc.equal(out.issues.column("severity"), "warning"))
+                sensitive = {s.column for name, s in dmap.fields.items() if name in ("id_number", "phone") and s.column}
+                _append(writers, tmp, ds, "quarantine", _with_context(errors, mapped.table, raw, sensitive))
+                _append(writers, tmp, ds, "findings", _with_context(warnings, mapped.table, None, sensitive))
+        for w in writers.values():
+            w.close()
+        writers.clear()
+        for res in results.values():
+            res.failing_share = res.rows_quarantined / res.rows_in if res.rows_in else 0.0
+            res.held = res.failing_share > res.threshold
+        for dmap in stream.maps:  # an empty batch still has an outcome per dataset
+            results.setdefault(dmap.dataset, DatasetResult(dmap.dataset, threshold=source.validation.max_failing_share))
+        outcome = BatchOutcome(manifest.batch_id, manifest.source_id, manifest.stream,
+                               _now().isoformat(timespec="seconds"), _config_sha(source), results)
+        landing.atomic_write_bytes(tmp / OUTCOME, outcome.to_json().encode())
+        final = batch_dir / VALIDATED
+        if final.exists():
+            old = batch_dir / f".{VALIDATED}.old.{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        for w in writers.values():
+            w.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for res in results.values():
+        if res.held:
+            log.warning("%s/%s batch %s: %s held — %.1f%% of rows failed (threshold %.0f%%); nothing of this batch "
+                        "loads until it is released or re-validated", manifest.source_id, manifest.stream,
+                        manifest.batch_id, res.dataset, 100 * res.failing_share, 100 * res.threshold)
+    return outcome
+
+
+def _with_context(issues: pa.Table, canonical: pa.Table, raw: pa.Table | None, sensitive: set[str]) -> pa.Table:
+    """Issues plus the record id, facility and (for quarantine) the raw row as JSON."""
+    import pyarrow.compute as pc
+
+    rows = issues.column("_row")
+    pos = pc.index_in(rows, value_set=canonical.column(landing.ROW))
+    rec = pc.take(canonical.column("source_record_id"), pos)
+    fac = pc.take(canonical.column("facility_code"), pos)
+    row_json = _row_json(raw, rows.to_pylist(), sensitive) if raw is not None else {}
+    js = pa.array([row_json.get(r) for r in rows.to_pylist()], pa.string())
+    return pa.Table.from_arrays([*issues.columns, rec, fac, js], schema=QUARANTINE_FILE_SCHEMA)
+
+
+def _append(writers: dict, folder: Path, dataset: str, kind: str, table: pa.Table) -> None:
+    key = (dataset, kind)
+    if key not in writers:
+        (folder / dataset).mkdir(exist_ok=True)
+        writers[key] = pq.ParquetWriter(folder / dataset / f"{kind}.parquet", table.schema, compression="zstd")
+    if table.num_rows:
+        writers[key].write_table(table.cast(writers[key].schema))
+
+
+# ---- load (single writer) --------------------------------------------------------------------------------
+
+@dataclass
+class LoadSummary:
+    batch_id: str
+    source_id: str
+    stream: str
+    status: str  # loaded | held | skipped
+    datasets: dict = field(default_factory=dict)  # dataset -> {extracted, loaded, quarantined, duplicate}
+    watermark: str | None = None
+
+
+def pending_batches(source_id: str | None = None, stream: str | None = None) -> list[Path]:
+    """Validated batches, oldest first (the loader decides from the warehouse which still need loading)."""
+    return [p for p in landing.list_batches(source_id, stream) if (p / VALIDATED / OUTCOME).exists()]
+
+
+def _audit_status(conn, batch_id: str) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    return {d: s for d, s in conn.execute(sa.text("SELECT dataset, status FROM batch_audit WHERE batch_id = :b"),
+                                          {"b": batch_id})}
+
+
+def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) -> LoadSummary:
+    """Load one validated batch in one transaction (or record that it is held). Safe to call again."""
+    import sqlalchemy as sa
+
+    from countyhealth.warehouse import Watermark
+
+    wh = _warehouse(wh)
+    manifest = landing.read_manifest(batch_dir)
+    outcome = BatchOutcome.read(batch_dir)
+    if outcome is None:
+        raise RuntimeError(f"batch {manifest.batch_id} has not been validated — run validation first")
+    source = source or get_source(manifest.source_id)
+    summary = LoadSummary(manifest.batch_id, manifest.source_id, manifest.stream, "loaded")
+    now = _now()
+    with wh.begin() as conn:
+        done = _audit_status(conn, manifest.batch_id)
+        if done and all(s in ("loaded", "released") for s in done.values()):
+            summary.status = "skipped"
+            return summary
+        status = "held" if outcome.held else ("released" if outcome.released else "loaded")
+        conn.execute(sa.text("DELETE FROM batch_audit WHERE batch_id = :b"), {"b": manifest.batch_id})
+        for dataset, res in outcome.datasets.items():
+            counts = {"extracted": res.rows_in, "loaded": 0, "quarantined": res.rows_quarantined, "duplicate": 0}
+            if status != "held":
+                for table in ("quarantine", "finding"):
+                    conn.execute(sa.text(f"DELETE FROM {table} WHERE batch_id = :b AND dataset = :d"),
+                                 {"b": manifest.batch_id, "d": dataset})
+                counts.update(_load_dataset(wh, conn, batch_dir, dataset, res, manifest, now))
+                if counts["extracted"] != counts["loaded"] + counts["quarantined"] + counts["duplicate"]:
+                    raise ReconciliationError(
+                        f"batch {manifest.batch_id} ({manifest.source_id}/{manifest.stream} → {dataset}): "
+                        f"{counts['extracted']} rows extracted but {counts['loaded']} loaded + "
+                        f"{counts['quarantined']} quarantined + {counts['duplicate']} duplicates — not loading it")
+            message = None
+            if res.held:
+                message = (f"held: {100 * res.failing_share:.1f}% of rows failed validation (threshold "
+                           f"{100 * res.threshold:.0f}%); top rules: "
+                           + ", ".join(f"{r} ({n})" for r, n in sorted(res.rule_counts.items(), key=lambda x: -x[1])[:3]))
+            elif status == "held":
+                message = "held with the batch: another dataset of this batch failed too many rows"
+            conn.execute(sa.text(
+                "INSERT INTO batch_audit (batch_id, dataset, source_id, stream, status, rows_extracted, rows_loaded, "
+                "rows_quarantined, rows_duplicate, rows_flagged, failing_share, threshold, cursor_start, cursor_end, "
+                "extracted_at, validated_at, loaded_at, message) VALUES (:b, :d, :s, :t, :st, :e, :l, :q, :dup, :fl, "
+                ":fs, :th, :cs, :ce, :xa, :va, :la, :m)"),
+                {"b": manifest.batch_id, "d": dataset, "s": manifest.source_id, "t": manifest.stream, "st": status,
+                 "e": counts["extracted"], "l": counts["loaded"], "q": counts["quarantined"], "dup": counts["duplicate"],
+                 "fl": res.rows_flagged if status != "held" else 0, "fs": res.failing_share, "th": res.threshold,
+                 "cs": manifest.cursor_start, "ce": manifest.cursor_end,
+                 "xa": dt.datetime.fromisoformat(manifest.ended_at).replace(tzinfo=None),
+                 "va": dt.datetime.fromisoformat(outcome.validated_at), "la": now if status != "held" else None,
+                 "m": message})
+            summary.datasets[dataset] = counts
+        summary.status = status
+        if status == "held":
+            return summary
+        for f in manifest.extra.get("files", []):
+            conn.execute(sa.text("DELETE FROM ingested_file WHERE source_id = :s AND stream = :t AND sha256 = :h"),
+                         {"s": manifest.source_id, "t": manifest.stream, "h": f["sha256"]})
+            conn.execute(sa.text("INSERT INTO ingested_file (source_id, stream, sha256, file_name, batch_id, ingested_at) "
+                                 "VALUES (:s, :t, :h, :n, :b, :a)"),
+                         {"s": manifest.source_id, "t": manifest.stream, "h": f["sha256"], "n": f["name"],
+                          "b": manifest.batch_id, "a": now})
+        _register_source(conn, source, now)
+        if manifest.cursor_end:
+            wm = Watermark(manifest.source_id, manifest.stream, manifest.cursor_end, manifest.batch_id)
+            wh._advance_watermark(conn, wm)
+            summary.watermark = manifest.cursor_end
+    return summary
+
+
+def _load_dataset(wh, conn, batch_dir: Path, dataset: str, res: DatasetResult, manifest, now) -> dict:
+    folder = batch_dir / VALIDATED / dataset
+    loaded = duplicate = 0
+    clean = folder / "clean.parquet"
+    if clean.exists():
+        def batches():
+            for rb in pq.ParquetFile(clean).iter_batches(batch_size=CHUNK_ROWS):
+                table = pa.Table.from_batches([rb]).drop_columns([landing.ROW])
+                if dataset == "person":
+                    table = privacy.protect_person(model.conform("person", table))
+                yield table
+        result = wh.load(dataset, batches(), connection=conn)
+        loaded, duplicate = result.rows_loaded, result.duplicates
+    quarantined = _insert_issues(wh, conn, folder / "quarantine.parquet", "quarantine", dataset, manifest, now)
+    _insert_issues(wh, conn, folder / "findings.parquet", "finding", dataset, manifest, now)
+    if quarantined != res.rows_quarantined:
+        raise ReconciliationError(f"batch {manifest.batch_id} → {dataset}: outcome says {res.rows_quarantined} rows "
+                                  f"quarantined but {quarantined} distinct rows are in its quarantine file")
+    return {"loaded": loaded, "duplicate": duplicate, "quarantined": quarantined}
+
+
+def _insert_issues(wh, conn, path: Path, table_name: str, dataset: str, manifest, now) -> int:
+    """Insert quarantine or finding rows; returns the number of distinct rows they name."""
+    import pyarrow.compute as pc
+
+    if not path.exists():
+        return 0
+    issues = pq.read_table(path)
+    if issues.num_rows == 0:
+        return 0
+    # one row per (row, rule): a rule that fails twice on a row (e.g. two columns) is recorded once
+    issues = issues.group_by(["_row", "rule_id"], use_threads=False).aggregate(
+        [(c, "first") for c in ("category", "column", "value", "source_record_id", "facility_code", "row_json")])
+    issues = issues.rename_columns([c.removesuffix("_first") for c in issues.column_names])
+    n = issues.num_rows
+    cols = {
+        "batch_id": pa.array([manifest.batch_id] * n), "dataset": pa.array([dataset] * n),
+        "row_number": issues.column("_row"), "rule_id": issues.column("rule_id"),
+        "source_id": pa.array([manifest.source_id] * n), "facility_code": issues.column("facility_code"),
+        "source_record_id": issues.column("source_record_id"), "category": issues.column("category"),
+        "column_name": issues.column("column"), "offending_value": issues.column("value"),
+    }
+    if table_name == "quarantine":
+        cols["row_json"] = issues.column("row_json")
+        cols["quarantined_at"] = pa.array([now] * n, pa.timestamp("us"))
+    else:
+        cols["found_at"] = pa.array([now] * n, pa.timestamp("us"))
+    wh.insert_arrow(conn, table_name, pa.table(cols))
+    return len(pc.unique(issues.column("_row")))
+
+
+def _register_source(conn, source: SourceBase, now: dt.datetime) -> None:
+    import sqlalchemy as sa
+
+    conn.execute(sa.text("DELETE FROM source_registry WHERE source_id = :s"), {"s": source.source_id})
+    conn.execute(sa.text("INSERT INTO source_registry (source_id, kind, facility_code, code_system, description, "
+                         "config_sha256, updated_at) VALUES (:s, :k, :f, :c, :d, :h, :u)"),
+                 {"s": source.source_id, "k": source.kind, "f": source.facility_code, "c": source.code_system,
+                  "d": source.description, "h": _config_sha(source), "u": now})
+
+
+def load_pending(*, wh=None, source_id: str | None = None) -> tuple[list[LoadSummary], dict[str, str]]:
+    """Load every validated batch not loaded yet, oldest first. A batch that fails to load is reported and
+    the later batches of its stream wait (their watermark must not pass it); other streams go on."""
+    wh = _warehouse(wh)
+    out: list[LoadSummary] = []
+    failures: dict[str, str] = {}
+    blocked: set[tuple[str, str]] = set()
+    for batch_dir in sorted(pending_batches(source_id), key=lambda p: p.name):
+        manifest = landing.read_manifest(batch_dir)
+        key = (manifest.source_id, manifest.stream)
+        if key in blocked:
+            continue
+        try:
+            out.append(load_batch(batch_dir, wh=wh))
+        except Exception as exc:  # noqa: BLE001 - reported per batch; the run report shows it
+            blocked.add(key)
+            reason = f"{type(exc).__name__}: {privacy.scrub(str(exc))}"
+            failures[f"{manifest.source_id}/{manifest.stream}/{manifest.batch_id}"] = reason
+            record_failure(stage="load", reason=reason, source_id=manifest.source_id, stream=manifest.stream)
+            log.error("loading batch %s (%s/%s) failed: %s", manifest.batch_id, *key, reason)
+    return out, failures
+
+
+# ---- failures, for the run report ----------------------------------------------------------------------
+
+def record_failure(*, stage: str, reason: str, run_id: str | None = None, dag_id: str | None = None,
+                   task_id: str | None = None, source_id: str | None = None, stream: str | None = None,
+                   facility_code: str | None = None) -> Path:
+    """Append a plain failure summary (which member, which stage, why) for the run report."""
+    folder = settings.reports_dir() / "failures"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"run_id": run_id, "dag_id": dag_id, "task_id": task_id, "source_id": source_id, "stream": stream,
+              "stage": stage, "facility_code": facility_code, "at": _now().isoformat(timespec="seconds"),
+              "reason": privacy.scrub(reason)[:2000]}
+    path = folder / f"{_now():%Y%m%d}.jsonl"
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_failures(*, run_id: str | None = None, since: dt.datetime | None = None) -> list[dict]:
+    """Failure records (optionally of one run, or since a time), oldest first."""
+    folder = settings.reports_dir() / "failures"
+    out = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if run_id is not None and rec.get("run_id") != run_id:
+                continue
+            if since is not None and dt.datetime.fromisoformat(rec["at"]) < since:
+                continue
+            out.append(rec)
+    return out
+
+
+# ---- the whole run without Airflow ---------------------------------------------------------------------
+
+@dataclass
+class RunSummary:
+    extracted: dict = field(default_factory=dict)  # "source/stream" -> rows
+    failed: dict = field(default_factory=dict)  # "source/stream" or stage -> reason
+    held: list = field(default_factory=list)
+    loaded: list = field(default_factory=list)
+    identity: object = None
+    results: object = None
+
+
+def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceBase] | None = None,
+        load_time: dt.datetime | None = None, downstream: bool = True) -> RunSummary:
+    """Every enabled source stream: extract → validate; then load, identity, shared results. A failing
+    member is recorded and skipped; the others go on (as the Airflow DAG does)."""
+    wh = _warehouse(wh)
+    wh.migrate()
+    sources = sources if sources is not None else load_sources()
+    summary = RunSummary()
+    for source_id, source in sources.items():
+        for stream_name, stream in source.streams.items():
+            if not stream.enabled:
+                continue
+            key = f"{source_id}/{stream_name}"
+            try:
+                manifest = extract(source_id, stream_name, until=until, wh=wh, source=source)
+                summary.extracted[key] = manifest.rows
+                validate(landing.batch_dir(source_id, stream_name, manifest.batch_id), source=source,
+                         load_time=load_time)
+            except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
+                summary.failed[key] = f"{type(exc).__name__}: {privacy.scrub(str(exc))}"
+                record_failure(stage="extract/validate", reason=summary.failed[key], source_id=source_id,
+                               stream=stream_name, facility_code=source.facility_code)
+                log.error("%s failed: %s", key, summary.failed[key])
+    loads, failures = load_pending(wh=wh)
+    summary.failed.update(failures)
+    for s in loads:
+        if s.status == "held":
+            summary.held.append(s)
+        elif s.status != "skipped":
+            summary.loaded.append(s)
+    if downstream:
+        from countyhealth import identity, results
+
+        summary.identity = identity.run(wh)
+        summary.results = results.refresh(wh)
+    return summary
+
+
+# ---- CLI -------------------------------------------------------------------------------------------------
+
+@click.group("pipeline")
+def pipeline_command() -> None:
+    """Run pipeline stages without Airflow (the DAG calls the same functions)."""
+
+
+@pipeline_command.command("run")
+@click.option("--until", type=click.DateTime(), default=None, help="End of the extract window (default: now).")
+@click.option("--no-downstream", is_flag=True, help="Stop after loading (skip identity and shared results).")
+def run_command(until, no_downstream) -> None:
+    """Extract, validate and load every source; then identity and shared results."""
+    s = run(until=until, downstream=not no_downstream)
+    click.echo(f"extracted {sum(s.extracted.values()):,} rows from {len(s.extracted)} stream(s); "
+               f"loaded {len(s.loaded)} batch(es); held {len(s.held)}; failed {len(s.failed)}")
+    for key, reason in s.failed.items():
+        click.echo(f"  FAILED {key}: {reason}")
+    for h in s.held:
+        click.echo(f"  HELD {h.source_id}/{h.stream} batch {h.batch_id} (see `countyhealth batches list --held`)")
+
+
+@pipeline_command.command("extract")
+@click.argument("source_id")
+@click.argument("stream")
+@click.option("--until", type=click.DateTime(), default=None)
+def extract_command(source_id, stream, until) -> None:
+    """Land one stream's new rows."""
+    m = extract(source_id, stream, until=until)
+    click.echo(f"landed {m.rows:,} rows: batch {m.batch_id}")
+
+
+@pipeline_command.command("load")
+def load_command() -> None:
+    """Load every validated batch that is not loaded yet."""
+    loads, failures = load_pending()
+    for s in loads:
+        click.echo(f"{s.source_id}/{s.stream} {s.batch_id}: {s.status}")
+    for key, reason in failures.items():
+        click.echo(f"FAILED {key}: {reason}")
+    if failures:
+        raise SystemExit(1)

@@ -1,0 +1,68 @@
+"""docker/: no Docker engine here, so the files are checked for structure and consistency with the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
+
+
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "docker-compose.yaml").read_text())
+
+
+def test_compose_has_the_airflow_3_services_and_our_api():
+    services = compose()["services"]
+    assert {"postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+            "airflow-triggerer", "airflow-worker", "results-api"} <= set(services)
+    assert services["airflow-apiserver"]["command"] == "api-server"
+    assert services["airflow-worker"]["command"] == "celery worker"
+    assert services["postgres"]["image"].startswith("postgres:16")
+    for name in ("postgres", "redis", "airflow-apiserver", "airflow-scheduler"):
+        assert "healthcheck" in services[name], name
+
+
+def test_every_airflow_container_shares_the_countyhealth_environment():
+    services = compose()["services"]
+    for name, svc in services.items():
+        if not name.startswith("airflow-") and name != "results-api":
+            continue
+        env = svc["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        # Airflow 3 workers reach task state through the API server
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
+        assert env["COUNTYHEALTH_WAREHOUSE_URL"].startswith("postgresql+psycopg://"), name
+        assert "COUNTYHEALTH_SECRET_KEY" in env, name
+
+
+def test_no_secret_is_written_into_the_files():
+    text = (DOCKER / "docker-compose.yaml").read_text()
+    for m in re.finditer(r"(PASSWORD|SECRET_KEY)[\"']?:\s*(\S+)", text):
+        assert m.group(2).startswith("${"), m.group(0)
+    for line in (DOCKER / ".env.example").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            assert value in ("", "change-me"), key
+
+
+def test_dockerfile_builds_on_the_pinned_airflow_and_installs_the_package():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^ARG AIRFLOW_VERSION=3\.3\.2$", text, re.M)
+    assert "FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}" in text
+    assert "pip install --no-cache-dir" in text and "-e /opt/countyhealth" in text
+    copied = set(re.findall(r"^COPY --chown=\S+ (\S+)", text, re.M))
+    for folder in ("plugins", "dags", "sources", "sql", "expectations", "config"):
+        assert folder in copied and (ROOT / folder).is_dir(), folder
+    assert "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/countyhealth/plugins" in text
+
+
+def test_postgres_init_creates_both_databases_without_literal_passwords():
+    sh = (DOCKER / "postgres-init" / "00-passwords.sh").read_text()
+    sql = (DOCKER / "postgres-init" / "01-databases.sql.in").read_text()
+    assert "CREATE DATABASE airflow" in sql and "CREATE DATABASE warehouse" in sql
+    assert ":'airflow_password'" in sql and "$AIRFLOW_DB_PASSWORD" in sh
+    assert (DOCKER / "postgres-init" / "00-passwords.sh").stat().st_mode & 0o111
