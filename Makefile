@@ -26,6 +26,10 @@ demo: install
 test: install postgres
 	$(BIN)/python -m pytest
 
+## Start Airflow locally (UI on :8080) with the project's DAGs; `make demo` first creates a county to load.
+airflow: install
+	bash scripts/airflow-local.sh
+
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 

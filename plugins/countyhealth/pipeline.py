@@ -352,7 +352,11 @@ def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) ->
                         f"{counts['extracted']} rows extracted but {counts['loaded']} loaded + "
                         f"{counts['quarantined']} quarantined + {counts['duplicate']} duplicates — not loading it")
             message = None
-            if res.held:
+            if outcome.released:
+                r = outcome.released
+                message = (f"released by {r.get('by')} at {r.get('at')}: {r.get('reason')} "
+                           f"({100 * res.failing_share:.1f}% of rows failed, quarantined)")
+            elif res.held:
                 message = (f"held: {100 * res.failing_share:.1f}% of rows failed validation (threshold "
                            f"{100 * res.threshold:.0f}%); top rules: "
                            + ", ".join(f"{r} ({n})" for r, n in sorted(res.rule_counts.items(), key=lambda x: -x[1])[:3]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import textwrap
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -12,6 +12,7 @@ from countyhealth.connectors.base import ExtractWindow
 from countyhealth.connectors.config import load_source
 from countyhealth.connectors.mapping import map_dataset
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sources" / "lis_h350125003.yaml"
 MESSAGE = "\r".join([
     "MSH|^~\\&|LIS|H350125003|COUNTYHEALTH|HUB|20260301101500||ORU^R01|MSG{n}|P|2.5|||||CHN|GB18030",
     "PID|1||P000{n}^^^H350125003^PI~350125198001011234^^^CHN^NI||陈^𠮷||19800101|M|||永泰县樟城镇||13912345678",
@@ -21,42 +22,15 @@ MESSAGE = "\r".join([
     "OBX|3|NM|A1601^C反应蛋白^L||<0.5|mg/L|0-10|N|||C",
 ]) + "\r"
 
-YAML = """
-kind: hl7
-facility_code: H350125003
-code_system: his_vendor_a
-streams:
-  lab_messages:
-    path: {inbox}
-    archive: {archive}
-    primary_key: [MSH.10, OBX.1]
-    dataset: lab_result
-    fields:
-      person_source_record_id: PID.3.1
-      facility_code: MSH.4
-      report_number: OBR.3.1
-      collected_at: {{column: OBR.7, format: "%Y%m%d%H%M%S"}}
-      received_at: {{column: OBR.14, format: "%Y%m%d%H%M%S"}}
-      report_at: {{column: OBR.22, format: "%Y%m%d%H%M%S"}}
-      item_code_local: OBX.3.1
-      item_name_local: OBX.3.2
-      value_numeric: {{column: OBX.5, transform: [numeric_part]}}
-      value_operator: {{column: OBX.5, transform: [comparator]}}
-      value_text: OBX.5
-      unit: OBX.6
-      reference_range: OBX.7
-      abnormal_flag: {{column: OBX.8, transform: [abnormal_arrow]}}
-      result_status: {{column: OBX.11, map: {{F: final, C: corrected, P: preliminary, X: cancelled}}}}
-"""
 
 
-def test_oru_files_map_to_lab_results(tmp_path):
-    inbox, archive = tmp_path / "hl7", tmp_path / "archive"
-    inbox.mkdir()
+def test_oru_files_map_to_lab_results(tmp_path, monkeypatch):
+    # the documented example source (docs/connectors.md includes it), pointed at this test's inbox
+    monkeypatch.setenv("COUNTYHEALTH_COUNTY_DIR", str(tmp_path))
+    inbox = tmp_path / "lis_h350125003" / "hl7"
+    inbox.mkdir(parents=True)
     (inbox / "batch_0001.hl7").write_bytes((MESSAGE.format(n=1) + MESSAGE.format(n=2)).encode("gb18030"))
-    cfg = tmp_path / "lis_h350125003.yaml"
-    cfg.write_text(textwrap.dedent(YAML.format(inbox=inbox, archive=archive)), encoding="utf-8")
-    source = load_source(cfg, tmp_path)
+    source = load_source(EXAMPLE)
     conn = connector_class("hl7").from_source(source)
     raw = pa.Table.from_batches(list(conn.extract("lab_messages", ExtractWindow()).batches))
     assert raw.num_rows == 6  # 2 messages × 3 observations

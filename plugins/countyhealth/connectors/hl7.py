@@ -28,6 +28,7 @@ _HEADER_SEGMENTS = ("MSH", "PID", "PV1", "ORC", "OBR")
 _MSH_START = re.compile(r"(?m)^(?=MSH\|)")
 
 
+# [START hl7_config]
 class Hl7Stream(StreamBase):
     path: str = Field(..., description="inbox directory of .hl7 files (${VAR} allowed)")
     pattern: str = "*.hl7"
@@ -38,6 +39,7 @@ class Hl7Stream(StreamBase):
 class Hl7Source(SourceBase):
     kind: Literal["hl7"]
     streams: dict[str, Hl7Stream]
+# [END hl7_config]
 
 
 def _segment_fields(segment, name: str, out: dict) -> None:
@@ -82,6 +84,7 @@ def parse_messages(text: str) -> Iterator[dict]:
                 yield row
 
 
+# [START hl7_connector]
 class Hl7Connector(FileConnector):
     kind = "hl7"
     config_model = Hl7Source
@@ -103,3 +106,4 @@ class Hl7Connector(FileConnector):
             for i, rec in enumerate(chunk, start + 1):
                 rec["_file"], rec["_file_line"] = path.name, str(i)  # here: the observation's number in the file
             yield raw_batch_from_records(chunk)
+# [END hl7_connector]
