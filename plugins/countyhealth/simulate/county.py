@@ -8,15 +8,18 @@ per-member patient index), never by the number of days: rows are written day by 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import logging
 import os
+import pickle
 import random
 import zipfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -63,6 +66,9 @@ class CountyConfig:
     visits_per_resident_year: float = 3.0
 
 
+STATE_FILE = ".generator-state.pickle"  # what `simulate advance` needs to continue where generation stopped
+
+
 def _rng(seed: int, *parts) -> random.Random:
     return random.Random("|".join(map(str, (seed, *parts))))
 
@@ -70,18 +76,25 @@ def _rng(seed: int, *parts) -> random.Random:
 class Truth:
     """Ground truth, streamed to CSV: which resident each person-bearing record belongs to, and defects."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, resume: dict | None = None):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self._records = (folder / "records.csv").open("w", encoding="utf-8", newline="")
+        mode = "a" if resume else "w"
+        self._records = (folder / "records.csv").open(mode, encoding="utf-8", newline="")
         self.records = csv.writer(self._records, lineterminator="\n")
-        self.records.writerow(["source_id", "table", "source_record_id", "resident_key", "noise"])
-        self._defects = (folder / "defects.csv").open("w", encoding="utf-8", newline="")
+        self._defects = (folder / "defects.csv").open(mode, encoding="utf-8", newline="")
         self.defects = csv.writer(self._defects, lineterminator="\n")
-        self.defects.writerow(["source_id", "table", "source_record_id", "defect", "column"])
+        if not resume:
+            self.records.writerow(["source_id", "table", "source_record_id", "resident_key", "noise"])
+            self.defects.writerow(["source_id", "table", "source_record_id", "defect", "column"])
         self.rows: Counter = Counter()
-        self.defect_counts: Counter = Counter()
-        self.noise_counts: Counter = Counter()
+        self.defect_counts: Counter = Counter((resume or {}).get("defect_counts", {}))
+        self.noise_counts: Counter = Counter((resume or {}).get("noise_counts", {}))
+        self.file_rows: Counter = Counter((resume or {}).get("file_rows", {}))  # rows of sources that append files
+
+    def state(self) -> dict:
+        return {"defect_counts": dict(self.defect_counts), "noise_counts": dict(self.noise_counts),
+                "file_rows": dict(self.file_rows)}
 
     def record(self, source_id, table, record_id, resident_key, tags=()):
         self.records.writerow([source_id, table, record_id, resident_key, ";".join(tags)])
@@ -96,7 +109,7 @@ class Truth:
         self._records.close()
         self._defects.close()
         rows: dict = defaultdict(dict)
-        for (src, table), n in sorted(self.rows.items()):
+        for (src, table), n in sorted({**self.file_rows, **self.rows}.items()):
             rows[src][table] = n
         defects: dict = defaultdict(lambda: defaultdict(dict))
         for (src, table, kind), n in sorted(self.defect_counts.items()):
@@ -138,7 +151,8 @@ class County:
         # per-member patient index: (his facility, resident index) -> patient id (registration on first visit)
         self.patients: dict[tuple[str, int], str] = {}
         self.seq: Counter = Counter()
-        self.pending_corrections: dict[int, list] = defaultdict(list)
+        # updates scheduled for a later day: late lab corrections, inpatient discharges
+        self.pending: dict[int, list] = defaultdict(list)
         weights = []
         for r in self.residents:
             age = r.age(cfg.start_date)
@@ -165,22 +179,48 @@ class County:
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(self) -> dict:
-        out, cfg = self.out, self.cfg
-        (out / "his").mkdir(parents=True, exist_ok=True)
-        (out / "registry").mkdir(parents=True, exist_ok=True)
+        """A new county: registry, backlogs, then ``cfg.days`` simulated days."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "his").mkdir(exist_ok=True)
+        (self.out / "registry").mkdir(exist_ok=True)
         self._write_registry()
-        self.truth = Truth(out / "truth")
-        self.data_noise = DataNoise(cfg.noise, self.truth)
+        self.truth = Truth(self.out / "truth")
         self._write_residents_truth()
-        self.writers = {f.code: his.HisWriter(self.his_url(f), f.his_vendor) for f in self.county_level + self.townships}
+        self._open(fresh=True)
+        self.platform.initial_backlog()
+        self.contracts.initial_backlog()
+        return self._run_days(0, self.cfg.days)
+
+    def advance(self, days: int) -> dict:
+        """Simulate ``days`` more days onto a county generated earlier (the nightly demo's next day)."""
+        state = pickle.loads((self.out / STATE_FILE).read_bytes())
+        if state["fingerprint"] != self.fingerprint():
+            raise ValueError("this county was generated with other settings; generate it again")
+        self.patients, self.seq = state["patients"], state["seq"]
+        self.pending = state["pending"]
+        self.truth = Truth(self.out / "truth", resume=state["truth"])
+        self._open(fresh=False)
+        self.platform.restore(state["platform"])
+        self.contracts.restore(state["contracts"])
+        return self._run_days(state["days_done"], state["days_done"] + days)
+
+    def fingerprint(self) -> str:
+        c = dataclasses.replace(self.cfg, days=0)
+        return hashlib.sha256(repr(c).encode()).hexdigest()[:16]
+
+    def _open(self, *, fresh: bool) -> None:
         from countyhealth.simulate.contracts import ContractExporter
         from countyhealth.simulate.public_health import PlatformStore
 
-        self.platform = PlatformStore(out / "public_health" / "platform.sqlite", self)
-        self.contracts = ContractExporter(out / "contracts" / "inbox", self)
-        self.platform.initial_backlog()
-        self.contracts.initial_backlog()
-        for day in range(cfg.days):
+        self.data_noise = DataNoise(self.cfg.noise, self.truth)
+        self.writers = {f.code: his.HisWriter(self.his_url(f), f.his_vendor, fresh=fresh)
+                        for f in self.county_level + self.townships}
+        self.platform = PlatformStore(self.out / "public_health" / "platform.sqlite", self, fresh=fresh)
+        self.contracts = ContractExporter(self.out / "contracts" / "inbox", self)
+
+    def _run_days(self, first: int, last: int) -> dict:
+        cfg = self.cfg
+        for day in range(first, last):
             date = cfg.start_date + dt.timedelta(days=day)
             self._his_day(day, date)
             self.platform.day(day, date)
@@ -197,18 +237,74 @@ class County:
                     self.truth.rows[(self.source_id(f), table.name)] = n
             w.close()
         self.platform.close()
-        self.truth.close({"residents": len(self.residents), "days": cfg.days})
+        self.truth.file_rows.update({k: v for k, v in self.truth.rows.items() if k[0] == "contracts"})
+        for k in [k for k in self.truth.rows if k[0] == "contracts"]:
+            del self.truth.rows[k]
+        self.truth.rows[("registry", "facilities")] = len(self.facilities)
+        self.truth.close({"residents": len(self.residents), "days": last})
+        state = {"fingerprint": self.fingerprint(), "days_done": last, "patients": self.patients, "seq": self.seq,
+                 "pending": self.pending, "truth": self.truth.state(), "platform": self.platform.state(),
+                 "contracts": self.contracts.state()}
+        tmp = self.out / (STATE_FILE + ".tmp")
+        tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, self.out / STATE_FILE)
         manifest = {
-            "seed": cfg.seed, "residents": cfg.residents, "days": cfg.days, "start_date": cfg.start_date.isoformat(),
+            "seed": cfg.seed, "residents": cfg.residents, "days": last, "start_date": cfg.start_date.isoformat(),
             "region": cfg.region, "county_name": cfg.county_name,
             "his": {self.source_id(f): {"facility_code": f.code, "vendor": f.his_vendor,
                                         "url": None if cfg.his_url_template else f"his/{f.code}.sqlite"}
                     for f in self.county_level + self.townships},
             "public_health": "public_health/platform.sqlite", "contracts": "contracts/inbox",
-            "noise": asdict(cfg.noise),
+            "noise": dataclasses.asdict(cfg.noise),
+            "config": {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dataclasses.asdict(cfg).items()
+                       if k != "noise"},
         }
-        (out / "county.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
+        (self.out / "county.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
+        self.write_connections()
         return manifest
+
+    def write_connections(self, ph_port: int = 8765) -> None:
+        """Airflow connections for every source system: connections.env (AIRFLOW_CONN_*) and
+        connections.json (for `airflow connections import`). These live in the county's data folder."""
+        from countyhealth.simulate.public_health import ServerConfig
+
+        conns = {}
+        for f in self.county_level + self.townships:
+            url = self.his_url(f)
+            if url.startswith("sqlite:///"):
+                url = "sqlite:///" + str(Path(url[len("sqlite:///"):]).resolve())
+            conns[self.source_id(f)] = {"uri": url}
+        key, secret = ServerConfig.default_credentials()
+        conns["public_health"] = {"conn_type": "http", "host": "127.0.0.1", "port": ph_port, "login": key,
+                                  "password": secret}
+        lines = []
+        for cid, c in conns.items():
+            if "uri" in c:
+                lines.append(f"AIRFLOW_CONN_{cid.upper()}={c['uri']}")
+            else:
+                lines.append(f"AIRFLOW_CONN_{cid.upper()}={c['conn_type']}://{c['login']}:{c['password']}@"
+                             f"{c['host']}:{c['port']}")
+        (self.out / "connections.env").write_text("\n".join(lines) + "\n")
+        airflow_json = {}
+        for cid, c in conns.items():
+            if "uri" in c:
+                airflow_json[cid] = {"conn_type": c["uri"].split(":", 1)[0].split("+")[0],
+                                     "host": "", "schema": c["uri"].split(":///", 1)[1]
+                                     if c["uri"].startswith("sqlite") else None, "extra": ""}
+                if not c["uri"].startswith("sqlite"):
+                    from countyhealth.connectors.config import parse_uri
+
+                    r = parse_uri(c["uri"])
+                    airflow_json[cid] = {"conn_type": "postgres", "host": r.host, "port": r.port, "login": r.login,
+                                         "password": r.password, "schema": r.schema, "extra": ""}
+            else:
+                airflow_json[cid] = {k: c[k] for k in ("conn_type", "host", "port", "login", "password")}
+        (self.out / "connections.json").write_text(json.dumps(airflow_json, ensure_ascii=False, indent=1))
+
+    def _write_registry_only(self) -> None:
+        """Just the registry files (for writing a county's source YAMLs without simulating it)."""
+        (self.out / "registry").mkdir(parents=True, exist_ok=True)
+        self._write_registry()
 
     def _write_registry(self) -> None:
         with (self.out / "registry" / "facilities.csv").open("w", encoding="utf-8", newline="") as fh:
@@ -293,8 +389,11 @@ class County:
                 at = self.by_code.get(r.village_code, f) if roll > 0.7 else f
             when = dt.datetime.combine(date, dt.time(rng.randint(7, 17), rng.randint(0, 59)))
             self._visit(f, at, idx, r, when, rng)
-        for item in self.pending_corrections.pop(day, []):
-            self._write_correction(item, date, rng)
+        for kind, item in self.pending.pop(day, []):
+            if kind == "correction":
+                self._write_correction(item, date, rng)
+            else:
+                self._write_discharge(item, date, rng)
 
     def _visit(self, f: Facility, at: Facility, idx: int, r: Resident, when: dt.datetime, rng: random.Random) -> None:
         w = self.writers[f.code]
@@ -321,12 +420,14 @@ class County:
             row = {"jzid": vid, "hzid": pid, "jgdm": at.code, "jzlx": "住院" if inpatient else "门诊",
                    "jzsj": his.b_time(when), "cysj": his.b_time(end), "ksmc": dept, "zdbm": dx[0], "zdmc": dx[1],
                    "qtzd": others or None, "ysxm": doctor, "gxsj": his.b_time(end or when)}
-        if end and end.date() > self.cfg.start_date + dt.timedelta(days=self.cfg.days - 1):
-            # still in hospital at the end of the simulation: discharge not yet recorded
+        if end:
+            # admitted today, discharged later: the discharge is an update on that day
             if f.his_vendor == "A":
                 row["DISCHARGE_DATE"], row["UPDATE_TIME"] = None, his.iso(when)
             else:
                 row["cysj"], row["gxsj"] = None, his.b_time(when)
+            day_of_discharge = (end.date() - self.cfg.start_date).days
+            self.pending[day_of_discharge].append(("discharge", (f.code, dict(row), end)))
         w.add("visit", row)
         self.truth.record(src, w.table_name("visit"), vid, r.key)
         if at.level == "village":
@@ -400,7 +501,7 @@ class County:
                 self.truth.defect(src, w.table_name("lab"), rid, "duplicate_row", "")
             if code and items[code].quantitative and not defect and rng.random() < 0.005:
                 day_offset = (reported.date() - self.cfg.start_date).days + rng.randint(1, 5)
-                self.pending_corrections[day_offset].append((f, row, code, unit))
+                self.pending[day_offset].append(("correction", (f.code, row, code, unit)))
 
     def _lab_row(self, f, at, rid, report_no, pid, vid, local, name, result, unit, ref_range, flag, specimen_no,
                  collected, received, tested, reported, status, updated) -> dict:
@@ -418,8 +519,21 @@ class County:
                 "bgsj": his.b_time(reported), "zt": "审核" if status == "final" else "更正", "yq": "迈瑞BS-240",
                 "gxsj": his.b_time(updated)}
 
+    def _write_discharge(self, item, date: dt.date, rng: random.Random) -> None:
+        """The discharge is recorded on the day it happens: the visit row changes (A in place, B appended)."""
+        code, row, end = item
+        f = self.by_code[code]
+        updated = dict(row)
+        if f.his_vendor == "A":
+            updated.update(DISCHARGE_DATE=his.iso(end), UPDATE_TIME=his.iso(end))
+        else:
+            updated.update(cysj=his.b_time(end), gxsj=his.b_time(end))
+        self.writers[code].add("visit", updated)
+
     def _write_correction(self, item, date: dt.date, rng: random.Random) -> None:
-        f, row, code, unit = item
+        code, row, item_code, unit = item
+        f = self.by_code[code]
+        code = item_code
         w = self.writers[f.code]
         amended = dict(row)
         when = dt.datetime.combine(date, dt.time(rng.randint(8, 17), rng.randint(0, 59)))
@@ -471,10 +585,31 @@ def generate(out: Path, cfg: CountyConfig) -> dict:
     return County(out, cfg).generate()
 
 
+def load_config(out: Path) -> CountyConfig:
+    """The settings a county was generated with (from its county.json)."""
+    from countyhealth.simulate.noise import NoiseRates
+
+    manifest = json.loads((out / "county.json").read_text())
+    cfg = dict(manifest["config"])
+    cfg["start_date"] = dt.date.fromisoformat(cfg["start_date"])
+    cfg["noise"] = NoiseRates(**manifest["noise"])
+    return CountyConfig(**cfg)
+
+
 def normalise_zip(path: Path) -> None:
     """Rewrite an XLSX (a zip) with fixed timestamps so the same content gives the same bytes."""
+    import re
+
     with zipfile.ZipFile(path) as zin:
         entries = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
+    # openpyxl stamps the save time as "modified": use the document's own "created" instead
+    for n, (name, data) in enumerate(entries):
+        if name == "docProps/core.xml":
+            text = data.decode()
+            created = re.search(r"<dcterms:created[^>]*>([^<]*)</dcterms:created>", text)
+            if created:
+                text = re.sub(r"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rf"\g<1>{created.group(1)}\g<2>", text)
+            entries[n] = (name, text.encode())
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zout:
         for name, data in entries:

@@ -83,6 +83,20 @@ def vendor_b_tables(md: sa.MetaData) -> dict[str, sa.Table]:
     }
 
 
+def _ensure_database(url: str) -> None:
+    """PostgreSQL: create the member's database when it doesn't exist yet (SQLite files create themselves)."""
+    u = sa.engine.make_url(url)
+    if not u.drivername.startswith("postgresql"):
+        return
+    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": u.database}).scalar():
+                conn.exec_driver_sql(f'CREATE DATABASE "{u.database}"')
+    finally:
+        admin.dispose()
+
+
 def iso(t: dt.datetime | None) -> str | None:
     return t.strftime("%Y-%m-%d %H:%M:%S") if t else None
 
@@ -94,12 +108,14 @@ def b_time(t: dt.datetime | None) -> str | None:
 class HisWriter:
     """One member's HIS database; rows are buffered per simulated day and written in one transaction."""
 
-    def __init__(self, url: str, vendor: str):
+    def __init__(self, url: str, vendor: str, *, fresh: bool = True):
         self.vendor = vendor
+        _ensure_database(url)
         self.engine = sa.create_engine(url)
         self.md = sa.MetaData()
         self.tables = vendor_a_tables(self.md) if vendor == "A" else vendor_b_tables(self.md)
-        self.md.drop_all(self.engine)
+        if fresh:
+            self.md.drop_all(self.engine)
         self.md.create_all(self.engine)
         self.buffer: dict[str, list[dict]] = {k: [] for k in self.tables}
         self.counts: dict[str, int] = {k: 0 for k in self.tables}

@@ -39,18 +39,25 @@ FOLLOWUP_COLUMNS = ["sfid", "dabh", "sflx", "sfrq", "sffs", "zz", "ssy", "szy", 
 class PlatformStore:
     """Writes the platform's tables while the county is generated."""
 
-    def __init__(self, path: Path, county):
+    def __init__(self, path: Path, county, *, fresh: bool = True):
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
+        if fresh and path.exists():
             path.unlink()
         self.db = sqlite3.connect(path)
         self.county = county
-        self.db.execute(f"CREATE TABLE health_record ({', '.join(c + ' TEXT' for c in RECORD_COLUMNS)})")
-        self.db.execute(f"CREATE TABLE followup ({', '.join(c + ' TEXT' for c in FOLLOWUP_COLUMNS)})")
-        self.db.execute("CREATE INDEX ix_hr_updated ON health_record (updated_at, dabh)")
-        self.db.execute("CREATE INDEX ix_fu_updated ON followup (updated_at, sfid)")
+        if fresh:
+            self.db.execute(f"CREATE TABLE health_record ({', '.join(c + ' TEXT' for c in RECORD_COLUMNS)})")
+            self.db.execute(f"CREATE TABLE followup ({', '.join(c + ' TEXT' for c in FOLLOWUP_COLUMNS)})")
+            self.db.execute("CREATE INDEX ix_hr_updated ON health_record (updated_at, dabh)")
+            self.db.execute("CREATE INDEX ix_fu_updated ON followup (updated_at, sfid)")
         self.seq = 0
         self.next_followup: dict[int, dt.date] = {}
+
+    def state(self) -> dict:
+        return {"seq": self.seq, "next_followup": dict(self.next_followup)}
+
+    def restore(self, state: dict) -> None:
+        self.seq, self.next_followup = state["seq"], dict(state["next_followup"])
 
     def _record(self, r: Resident, when: dt.datetime, rng: random.Random) -> None:
         c = self.county
@@ -172,6 +179,14 @@ class ServerConfig:
     fault_truncate: float = 0.0
     seed: int = 0
     max_page_size: int = 500
+
+    @staticmethod
+    def default_credentials() -> tuple[str, str]:
+        """The platform's app key and secret: COUNTYHEALTH_PH_APP_KEY / _SECRET, or the demo's."""
+        import os
+
+        return (os.environ.get("COUNTYHEALTH_PH_APP_KEY", "countyhealth-demo"),
+                os.environ.get("COUNTYHEALTH_PH_APP_SECRET", "demo-secret"))
 
 
 class _State:
