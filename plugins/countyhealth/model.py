@@ -193,6 +193,9 @@ CONTRACT = _PERSON_REF + [
     _f("status", S, "signed / to_renew / terminated", required=True, code_set="contract_status"),
     _f("termination_date", D, "Termination date (解约日期); present iff a reason is"),
     _f("termination_reason", S, "Termination reason (解约原因)", code_set="contract_termination_reason"),
+    # finds a resident's overlapping contracts without keeping their ID number in the contract table
+    _f("resident_key", S, "Keyed hash of the resident's ID number and birth date as the contract records them "
+                          "(transform resident_key_hash)"),
 ]
 
 _DATASETS: dict[str, list[Field]] = {

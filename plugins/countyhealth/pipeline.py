@@ -458,9 +458,22 @@ def load_pending(*, wh=None, source_id: str | None = None) -> tuple[list[LoadSum
     """Load every validated batch not loaded yet, oldest first. A batch that fails to load is reported and
     the later batches of its stream wait (their watermark must not pass it); other streams go on."""
     wh = _warehouse(wh)
+    wh.migrate()  # a release may bring new migrations; applying them is idempotent and cheap when none are pending
     out: list[LoadSummary] = []
     failures: dict[str, str] = {}
     blocked: set[tuple[str, str]] = set()
+    # a batch landed by a run that died before validating it: validate it now rather than leave it behind
+    for batch_dir in landing.list_batches(source_id):
+        if not (batch_dir / VALIDATED / OUTCOME).exists():
+            m = landing.read_manifest(batch_dir)
+            try:
+                log.info("validating batch %s (%s/%s) left unvalidated by an earlier run", m.batch_id, m.source_id,
+                         m.stream)
+                validate(batch_dir)
+            except Exception as exc:  # noqa: BLE001 - reported like a failed load; its stream waits
+                blocked.add((m.source_id, m.stream))
+                failures[f"{m.source_id}/{m.stream}/{m.batch_id}"] = f"validation: {type(exc).__name__}: " \
+                                                                      f"{privacy.scrub(str(exc))}"
     for batch_dir in sorted(pending_batches(source_id), key=lambda p: p.name):
         manifest = landing.read_manifest(batch_dir)
         key = (manifest.source_id, manifest.stream)

@@ -40,6 +40,8 @@ from countyhealth import model, settings
 log = logging.getLogger(__name__)
 
 KEY = ("source_id", "source_record_id")
+# not compared when deciding whether a re-read row changed: lineage, and ciphertexts (their hashes are compared)
+_NOT_CONTENT = {"batch_id", "id_number", "phone"}
 _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -253,10 +255,14 @@ class Warehouse:
     def _update_clause(dataset: str) -> tuple[str, str]:
         cols = [f.name for f in model.fields(dataset) if f.name not in KEY]
         sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
-        # never let an older version overwrite a newer one; equal times re-apply (idempotent)
+        # never let an older version overwrite a newer one; and an unchanged row is left alone, so a re-read
+        # (the watermark overlap, a replayed batch) changes nothing — not even the batch that brought the row.
+        # Encrypted columns differ on every encryption: their keyed hashes say whether the value changed.
+        content = [c for c in cols if c not in _NOT_CONTENT]
+        changed = " OR ".join(f"excluded.{c} IS DISTINCT FROM {dataset}.{c}" for c in content)
         guard = (
-            f"{dataset}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL "
-            f"OR excluded.source_updated_at >= {dataset}.source_updated_at"
+            f"({dataset}.source_updated_at IS NULL OR excluded.source_updated_at IS NULL "
+            f"OR excluded.source_updated_at >= {dataset}.source_updated_at) AND ({changed})"
         )
         return sets, guard
 

@@ -80,6 +80,20 @@ def _arrow_flag(v: str) -> str | None:
     return v or None
 
 
+def _resident_id_hash(v: str) -> str | None:
+    from countyhealth.standardise.person import normalise_id_for_hash
+
+    return privacy.keyed_hash(normalise_id_for_hash(v), "id_number")  # as person.id_number_hash is made
+
+
+def _resident_key_hash(v: str) -> str | None:
+    from countyhealth.standardise.person import normalise_id_for_hash
+
+    id_part, _, rest = v.partition("|")
+    normalised = normalise_id_for_hash(id_part)
+    return privacy.keyed_hash(f"{normalised}|{rest.strip()}", "resident_key") if normalised else None
+
+
 TRANSFORMS: dict[str, Callable[[pa.Array], pa.Array]] = {
     "upper": pc.utf8_upper,
     "lower": pc.utf8_lower,
@@ -90,6 +104,9 @@ TRANSFORMS: dict[str, Callable[[pa.Array], pa.Array]] = {
     "comparator": _per_value(_comparator),  # '<0.1' → '<', '≥1000' → '>=', '5.2' → null
     "abnormal_arrow": _per_value(_arrow_flag),  # ↑ → H, ↓ → L
     "date_part": lambda a: pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(a), 0, 10),
+    "resident_id_hash": _per_value(_resident_id_hash),  # an ID number → its keyed hash (joinable, not readable)
+    # "ID|birth date" → a keyed hash: a resident, told apart from an infant filed under the mother's ID
+    "resident_key_hash": _per_value(lambda v: _resident_key_hash(v)),
 }
 
 

@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from countyhealth.simulate.noise import future_typo
 from countyhealth.simulate.residents import Resident
 
 HEADER = ["记录号", "协议编号", "事件", "居民姓名", "性别", "出生日期", "身份证号", "联系电话", "健康档案编号", "签约机构",
@@ -62,11 +63,12 @@ class ContractExporter:
         self.by_resident: dict[int, str] = {}
         self.seq = 0
         self.record_seq = 0
+        self.typed: dict = {}  # resident index -> how the platform recorded them (it keeps one record each)
 
     # ---- state for `simulate advance` ---------------------------------------------------------------------
     def state(self) -> dict:
         return {"contracts": self.contracts, "by_resident": self.by_resident, "seq": self.seq,
-                "record_seq": self.record_seq}
+                "record_seq": self.record_seq, "typed": self.typed}
 
     def restore(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -109,7 +111,9 @@ class ContractExporter:
              status: str | None = None, termination: tuple[dt.date, str] | None = None) -> list:
         county = self.county
         r = county.residents[c.resident]
-        p = county.typed(r, rng)
+        if c.resident not in self.typed:  # the platform's resident record, typed once, reused on every event
+            self.typed[c.resident] = county.typed(r, random.Random(f"{county.cfg.seed}|contracts|typed|{c.resident}"))
+        p = self.typed[c.resident]
         self.record_seq += 1
         rid = f"QY{self.record_seq:09d}"
         status = status or ("terminated" if event == "terminate" else "signed")
@@ -134,7 +138,7 @@ class ContractExporter:
         elif defect == "unknown_code":
             row["服务包"], column = "09", "package_type"
         elif defect == "future_date":
-            row["签约日期"], column = (when.date() + dt.timedelta(days=400)).isoformat(), "sign_date"
+            row["签约日期"], column = future_typo(when.date()).isoformat(), "sign_date"
         elif event == "terminate" and rng.random() < county.cfg.noise.unknown_code * 3:
             # a clerk fills one half of the termination pair
             if rng.random() < 0.5:
@@ -201,8 +205,8 @@ class ContractExporter:
             if rng.random() >= self._p_sign(r, date) * 2:
                 continue
             overlap = idx in self.by_resident
-            if overlap and rng.random() >= c.cfg.noise.unknown_code * 5:
-                continue  # already signed: usually the platform refuses a second contract
+            if overlap and (rng.random() >= c.cfg.noise.unknown_code * 5 or not self._has_id(idx)):
+                continue  # already signed: the platform refuses a second contract (when it can tell: by ID)
             k = self._new_contract(idx, date, rng)
             self.contracts[k.number] = k
             row = self._row(k, "sign", at(), rng)
@@ -217,6 +221,12 @@ class ContractExporter:
                 rows.append(list(row))
                 c.truth.defect(SOURCE_ID, TABLE, row[0], "duplicate_row", "")
         self._write(date, rows, xlsx=_xlsx_day(day))
+
+    def _has_id(self, idx: int) -> bool:
+        typed = self.typed.get(idx)
+        from countyhealth import resident_id
+
+        return typed is not None and resident_id.parse(typed.id_number).id18 is not None
 
     # ---- files --------------------------------------------------------------------------------------------
     def _write(self, date: dt.date, rows: list, *, xlsx: bool) -> Path:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from countyhealth import reference
 from countyhealth.simulate import his
 from countyhealth.simulate.facilities import Facility, make_certifications, make_facilities
-from countyhealth.simulate.noise import NoiseRates, TypedPerson, type_person
+from countyhealth.simulate.noise import NoiseRates, TypedPerson, future_typo, type_person
 from countyhealth.simulate.residents import Resident, ResidentMaker, make_residents
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ class County:
             row[sex_col] = "X"
             self.truth.defect(src, w.table_name("patient"), pid, defect, "sex_code")
         elif defect == "future_date":
-            future = (when + dt.timedelta(days=400)).date()
+            future = future_typo(when.date())
             if f.his_vendor == "A":
                 row["DATE_OF_BIRTH"] = future.isoformat()
             else:
@@ -479,18 +479,21 @@ class County:
                     flag = "H" if canon > item.ref_high else ("L" if canon < (item.ref_low or 0) else "N")
             result_text = text if text is not None else f"{value:.2f}"
             defect = self.data_noise.roll(rng)
+            quantitative = bool(code and items[code].quantitative)
+            if defect in ("implausible_value", "unknown_code") and not quantitative:
+                defect = None  # an implausible number or a foreign unit only means something for a measured item
             rep, status = reported, "final"
             if defect == "implausible_value" and code and items[code].quantitative:
                 result_text = f"{(items[code].phys_high or 100) * 50 / items[code].unit_factors.get(unit, 1.0):.2f}"
             elif defect == "future_date":
-                rep = reported + dt.timedelta(days=365 * 3)
+                rep = future_typo(reported)
             elif defect == "unknown_code":
                 unit = "mmol/dl"  # a unit no one uses for anything
             row = self._lab_row(f, at, rid, report_no, pid, vid, local, name, result_text, unit, ref_range, flag,
                                 specimen_no, collected, received, tested, rep, "final", reported)
             if defect == "blank_required":
                 row["REPORT_TIME" if f.his_vendor == "A" else "bgsj"] = None
-            if defect and not (defect == "implausible_value" and not (code and items[code].quantitative)):
+            if defect:
                 column = {"blank_required": "report_at", "implausible_value": "value_numeric",
                           "future_date": "report_at", "unknown_code": "unit"}[defect]
                 self.truth.defect(src, w.table_name("lab"), rid, defect, column)
@@ -499,7 +502,7 @@ class County:
             if f.his_vendor == "B" and rng.random() < self.cfg.noise.duplicate_row:
                 w.add("lab", dict(row))  # the vendor's sync job sent the row twice
                 self.truth.defect(src, w.table_name("lab"), rid, "duplicate_row", "")
-            if code and items[code].quantitative and not defect and rng.random() < 0.005:
+            if quantitative and not defect and rng.random() < 0.005:
                 day_offset = (reported.date() - self.cfg.start_date).days + rng.randint(1, 5)
                 self.pending[day_offset].append(("correction", (f.code, row, code, unit)))
 

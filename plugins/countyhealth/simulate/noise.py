@@ -132,5 +132,12 @@ def type_person(r: Resident, rng: random.Random, rates: NoiseRates, today: dt.da
     return TypedPerson(name, r.sex, birth, id_number, phone, r.address, tags)
 
 
+def future_typo(value):
+    """A date typed with its year's last two digits swapped the wrong way (2026 → 2062): a future date that
+    stays in the future whenever the pipeline runs. Works on dates and datetimes."""
+    year = value.year + 36 if value.year % 100 < 50 else value.year + 20
+    return value.replace(year=year, day=min(value.day, 28))
+
+
 def id_is_valid(id_number: str | None) -> bool:
     return resident_id.parse(id_number).valid

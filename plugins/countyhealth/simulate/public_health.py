@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from countyhealth.simulate.noise import future_typo
 from countyhealth.simulate.residents import Resident
 
 RECORD_COLUMNS = ["dabh", "xm", "xb", "csrq", "sfzh", "lxdh", "xzz", "jddw", "jdrq", "zt", "updated_at"]
@@ -74,7 +75,7 @@ class PlatformStore:
             row[1] = None
             c.truth.defect("public_health", "health_record", r.health_record_number, defect, "name")
         elif defect == "future_date":
-            row[3] = (when + dt.timedelta(days=500)).date().isoformat()
+            row[3] = future_typo(when.date()).isoformat()
             c.truth.defect("public_health", "health_record", r.health_record_number, defect, "birth_date")
         self.db.execute(f"INSERT INTO health_record VALUES ({','.join('?' * len(row))})", row)
         c.truth.record("public_health", "health_record", r.health_record_number, r.key, p.tags)
@@ -132,7 +133,7 @@ class PlatformStore:
                 row["sfrq"] = None
                 c.truth.defect("public_health", "followup", sfid, defect, "visit_date")
             elif defect == "future_date":
-                row["sfrq"] = (date + dt.timedelta(days=700)).isoformat()
+                row["sfrq"] = future_typo(date).isoformat()
                 c.truth.defect("public_health", "followup", sfid, defect, "visit_date")
             elif defect == "unknown_code":
                 row["sffs"] = "7"

@@ -1,0 +1,197 @@
+"""Person records made comparable: names, pinyin keys, resident IDs, phones, addresses.
+
+Libraries: ``opencc-python-reimplemented`` (pure-Python OpenCC: traditional → simplified with OpenCC's own
+dictionaries) and ``pypinyin`` (readings from its phrase and character dictionaries). pypinyin reads some
+surnames with their common reading (曾 ceng, 单 dan, 解 jie, 仇 chou, 区 qu, 查 cha, 朴 pu), so the first
+character(s) of a name are read from a surname table first.
+
+Keys for matching:
+
+- ``name_std``: spaces (incl. the ideographic space) removed, full-width folded, traditional → simplified;
+  minority names keep their ``·`` (every dot variant folded to U+00B7);
+- ``name_pinyin``: toneless pinyin of ``name_std`` (伟/玮 and 丽/莉 become equal);
+- ``name_fuzzy``: the pinyin with the confusions of southern Mandarin folded (zh/z, ch/c, sh/s, n/l,
+  ang/an, eng/en, ing/in) — clerks in a Fujian county type names as they hear them;
+- IDs by :mod:`countyhealth.resident_id` (never python-stdnum: it rejects valid pre-1980 IDs): 15 → 18
+  digits, lower-case x, full-width digits; birth date and sex derived from a valid ID;
+- phones: digits only, +86/0086 dropped; mobiles as 11 digits, landlines with their area code;
+- addresses: province, city and county prefixes stripped; township (镇/乡/街道) and village (村/社区/居委会)
+  and house number picked out where present.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from countyhealth import resident_id
+
+# ---- names -----------------------------------------------------------------------------------------------
+
+_DOTS = str.maketrans({c: "·" for c in "•・．.‧∙⋅･·"})
+_FULLWIDTH = {i: i - 0xFEE0 for i in range(0xFF01, 0xFF5F)}
+_SPACES = re.compile(r"[\s\u3000\u00a0]+")
+
+# surnames whose reading differs from the character's most common one; compound surnames first
+SURNAME_READINGS = {
+    "欧阳": "ou yang", "司马": "si ma", "上官": "shang guan", "诸葛": "zhu ge", "尉迟": "yu chi", "万俟": "mo qi",
+    "单于": "chan yu", "长孙": "zhang sun", "令狐": "ling hu", "皇甫": "huang fu", "澹台": "tan tai",
+    "曾": "zeng", "单": "shan", "解": "xie", "仇": "qiu", "区": "ou", "查": "zha", "朴": "piao", "覃": "qin",
+    "盖": "ge", "缪": "miao", "种": "chong", "乐": "yue", "翟": "zhai", "沈": "shen", "秘": "bi", "繁": "po",
+    "尉": "yu", "员": "yun", "曲": "qu", "黑": "he", "那": "na", "重": "chong", "華": "hua", "华": "hua",
+    "任": "ren", "葛": "ge", "贲": "ben", "宓": "mi", "隗": "wei", "能": "nai", "句": "gou", "莘": "shen",
+}
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("n", "l"))
+_FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"))
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+def normalise_name(raw: str | None) -> str | None:
+    """Trimmed, spaces removed, full-width folded, simplified characters; ``·`` kept for minority names."""
+    if raw is None:
+        return None
+    text = str(raw).translate(_FULLWIDTH)
+    text = _SPACES.sub("", text).translate(_DOTS).strip("·")
+    if not text:
+        return None
+    return _t2s().convert(text)
+
+
+def split_name(name: str | None) -> tuple[str | None, str | None]:
+    """(surname, given name). Compound surnames from the table; minority names split at ``·``."""
+    if not name:
+        return None, None
+    if "·" in name:
+        given, _, family = name.partition("·")
+        return family or None, given or None
+    for length in (2, 1):
+        if len(name) > length and name[:length] in SURNAME_READINGS and length == 2:
+            return name[:2], name[2:]
+    return name[:1], name[1:] or None
+
+
+@lru_cache(maxsize=200_000)
+def _pinyin(text: str) -> str:
+    from pypinyin import Style, lazy_pinyin
+
+    return " ".join(lazy_pinyin(text, style=Style.NORMAL, errors="default"))
+
+
+def name_pinyin(name: str | None) -> str | None:
+    """Toneless pinyin, syllables space-separated, surname read from the surname table."""
+    if not name:
+        return None
+    if "·" in name:
+        return " ".join(_pinyin(part) for part in name.split("·"))
+    for length in (2, 1):
+        head = name[:length]
+        if len(name) > length and head in SURNAME_READINGS:
+            return f"{SURNAME_READINGS[head]} {_pinyin(name[length:])}".strip()
+    return _pinyin(name)
+
+
+def fuzzy_pinyin(pinyin: str | None) -> str | None:
+    """Fold the sound pairs southern speakers merge, syllable by syllable."""
+    if not pinyin:
+        return None
+    out = []
+    for syl in pinyin.split():
+        for a, b in _FUZZY_INITIALS:
+            if syl.startswith(a):
+                syl = b + syl[len(a):]
+                break
+        for a, b in _FUZZY_FINALS:
+            if syl.endswith(a):
+                syl = syl[: -len(a)] + b
+                break
+        out.append(syl)
+    return " ".join(out)
+
+
+# ---- IDs, phones, addresses -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StdId:
+    id18: str | None  # normalised 18-digit form when the text has the shape of an ID (even with a bad check char)
+    valid: bool
+    was_15: bool
+    birth_date: object  # datetime.date | None, only from a valid ID
+    sex: str | None  # GB/T 2261.1 "1"/"2", only from a valid ID
+    problem: str | None
+
+
+def standardise_id(raw: str | None) -> StdId:
+    p = resident_id.parse(raw)
+    if p.valid:
+        return StdId(p.id18, True, p.was_15, p.birth_date, p.sex, None)
+    return StdId(p.id18, False, p.was_15, None, None, p.problem)
+
+
+def normalise_id_for_hash(raw: str | None) -> str | None:
+    """The form an ID number is hashed in: 18 digits (15-digit upgraded, x upper-cased) when it has an ID's
+    shape, else its normalised text — so a mistyped ID still hashes the same way every time."""
+    p = resident_id.parse(raw)
+    return p.id18 or resident_id.normalise(raw)
+
+
+_PHONE_PREFIX = re.compile(r"^(\+?86|0086)")
+
+
+def normalise_phone(raw: str | None) -> str | None:
+    """Digits only; the country code dropped; a mobile as 11 digits (1[3-9]…), a landline with its area code
+    (0591 12345678 → 059112345678). Too short to be a phone → None."""
+    if raw is None:
+        return None
+    text = str(raw).translate(_FULLWIDTH)
+    text = re.sub(r"[\s\-()（）]", "", text)
+    text = _PHONE_PREFIX.sub("", text) if len(re.sub(r"\D", "", text)) > 11 else text
+    digits = re.sub(r"\D", "", text)
+    if len(digits) >= 11 and re.match(r"1[3-9]\d{9}$", digits[-11:]) and not digits.startswith("0"):
+        return digits[-11:]
+    if digits.startswith("0") and 10 <= len(digits) <= 12:
+        return digits
+    if 7 <= len(digits) <= 8:
+        return digits  # a local number without its area code
+    return None
+
+
+def phone_kind(phone: str | None) -> str | None:
+    if not phone:
+        return None
+    return "mobile" if len(phone) == 11 and phone.startswith("1") else "landline"
+
+
+_ADMIN_PREFIX = re.compile(r"^(?:[^省市镇乡村]{2,8}(?:省|自治区))?(?:[^市县区镇乡村]{1,8}(?:市|自治州|地区|盟))?"
+                           r"(?:[^县区市镇乡村]{1,8}(?:县|区|市|旗))?")
+_TOWNSHIP = re.compile(r"([^镇乡]{1,8}?(?:镇|乡|街道))")
+_VILLAGE = re.compile(r"([^村区会]{1,8}?(?:村|社区|居委会))")
+_HOUSE = re.compile(r"(\d+)\s*号")
+
+
+@dataclass(frozen=True)
+class StdAddress:
+    rest: str | None  # the address without province/city/county
+    township: str | None
+    village: str | None
+    house_number: str | None
+
+
+def standardise_address(raw: str | None) -> StdAddress:
+    if not raw:
+        return StdAddress(None, None, None, None)
+    text = _SPACES.sub("", str(raw).translate(_FULLWIDTH))
+    text = _t2s().convert(text)
+    rest = _ADMIN_PREFIX.sub("", text, count=1) or text
+    township = _TOWNSHIP.search(rest)
+    after = rest[township.end():] if township else rest
+    village = _VILLAGE.search(after)
+    house = _HOUSE.search(rest)
+    return StdAddress(rest or None, township.group(1) if township else None,
+                      village.group(1) if village else None, house.group(1) if house else None)

@@ -1,0 +1,193 @@
+"""The pipeline on a simulated county: every batch reconciles, every injected defect is accounted for, the
+circuit breaker holds a dirty batch while the others load, reruns change nothing, a watermark moves only with
+its rows."""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from countyhealth import landing, pipeline
+from countyhealth.simulate.county import CountyConfig, generate
+from countyhealth.warehouse import Warehouse
+from county_env import defects_by_record, make_env
+
+QUARANTINE_KINDS = {"blank_required", "implausible_value", "unknown_code", "future_date", "termination_pair",
+                    "overlapping_contract"}
+
+
+@pytest.fixture(scope="module")
+def template_county(tmp_path_factory):
+    out = tmp_path_factory.mktemp("template") / "county"
+    generate(out, CountyConfig(seed=11, residents=3000, days=3, county_hospitals=2, townships=2,
+                               villages_per_township=3))
+    return out
+
+
+@pytest.fixture
+def env(tmp_path, template_county, monkeypatch):
+    e = make_env(tmp_path, template_county, monkeypatch)
+    yield e
+    e.stop()
+
+
+def audit(wh):
+    with wh.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM batch_audit"))]
+
+
+def quarantined(wh):
+    with wh.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM quarantine"))]
+
+
+def test_full_run_reconciles_and_accounts_for_every_injected_defect(env):
+    wh = Warehouse()
+    summary = pipeline.run(downstream=False)
+    assert summary.failed == {} and summary.held == []
+    rows = audit(wh)
+    for r in rows:
+        assert r["rows_extracted"] == r["rows_loaded"] + r["rows_quarantined"] + r["rows_duplicate"], r
+        assert r["status"] == "loaded"
+    # rows extracted per source table = rows the source holds (truth)
+    counts = env.expected_counts()["rows"]
+    table_of = {"patients": ("PAT_MASTER_INDEX", "hz_jbxx"), "visits": ("PAT_VISIT", "mz_jzjl"),
+                "lab_results": ("LAB_RESULT", "jy_jg"), "exam_reports": ("EXAM_REPORT", "jc_bg"),
+                "health_records": ("health_record",), "followups": ("followup",), "contracts": ("contracts",),
+                "facilities": ("facilities",)}
+    extracted = collections.Counter()
+    for r in rows:
+        if r["dataset"] == "person" and r["stream"] == "contracts":
+            continue  # the contract export maps each row to two datasets
+        extracted[(r["source_id"], r["stream"])] += r["rows_extracted"]
+    for (sid, stream), n in extracted.items():
+        table = next(t for t in table_of[stream] if t in counts[sid])
+        assert n == counts[sid][table], (sid, stream)
+    # every injected defect is quarantined; nothing else is
+    expected = {key for key, kinds in defects_by_record(env).items() if kinds & QUARANTINE_KINDS}
+    got = {(q["source_id"], q["source_record_id"]) for q in quarantined(wh)}
+    assert expected, "the simulated county should carry defects"
+    assert got == expected, {"missed": sorted(expected - got)[:10], "unexpected": sorted(got - expected)[:10]}
+    # duplicates the vendor's sync job sent are counted, not loaded twice
+    dup_defects = collections.Counter(k[0] for k, kinds in defects_by_record(env).items() if "duplicate_row" in kinds)
+    for sid, n in dup_defects.items():
+        assert sum(r["rows_duplicate"] for r in rows if r["source_id"] == sid) >= n
+    # the quarantine names the rule and never shows an ID number in full
+    for q in quarantined(wh):
+        assert q["rule_id"].count(".") >= 2 and q["row_json"]
+        assert not any(len(tok) == 18 and tok[:17].isdigit() for tok in q["row_json"].replace('"', " ").split())
+
+
+def test_rerunning_changes_nothing_and_watermarks_move_only_with_loads(env):
+    wh = Warehouse()
+    pipeline.run(downstream=False)
+    before = {ds: wh.checksum(ds) for ds in ("person", "lab_result", "contract")}
+    marks = dict(((s, t), wh.watermark(s, t)) for s, t in [("his_w350125101", "lab_results"),
+                                                           ("public_health", "health_records")])
+    second = pipeline.run(downstream=False)  # nothing new at the sources: the overlap re-reads a few rows
+    assert {ds: wh.checksum(ds) for ds in before} == before
+    assert all(wh.watermark(*k) == v for k, v in marks.items())
+    assert all(s.status == "loaded" for s in second.loaded)
+    # a new day at the sources: only the new rows arrive, the watermark moves on with them
+    env.advance(1)
+    third = pipeline.run(downstream=False)
+    assert wh.watermark("his_w350125101", "lab_results") >= marks[("his_w350125101", "lab_results")]
+    assert sum(third.extracted.values()) < sum(second.extracted.values()) + 10_000
+    for r in audit(wh):
+        assert r["rows_extracted"] == r["rows_loaded"] + r["rows_quarantined"] + r["rows_duplicate"]
+
+
+def test_extracted_but_never_loaded_is_read_again(env):
+    wh = Warehouse()
+    wh.migrate()
+    m = pipeline.extract("his_w350125101", "lab_results", wh=wh)
+    assert m.rows > 0 and wh.watermark("his_w350125101", "lab_results") is None  # landed, not loaded
+    # the run crashes here; the next run extracts from the old watermark again and loads both batches
+    pipeline.run(downstream=False)
+    assert wh.watermark("his_w350125101", "lab_results") == m.cursor_end
+    with wh.engine.connect() as conn:
+        n = conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125101'").scalar()
+    loaded = sum(r["rows_loaded"] for r in audit(wh) if r["batch_id"] == m.batch_id)
+    assert n == loaded == m.rows - sum(r["rows_quarantined"] + r["rows_duplicate"] for r in audit(wh)
+                                      if r["batch_id"] == m.batch_id)
+
+
+def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
+    # a township's LIS upgrade writes garbage report times into most of its results
+    db = sqlite3.connect(env.county / "his" / "W350125102.sqlite")
+    db.execute("UPDATE jy_jg SET bgsj = 'N/A' WHERE rowid % 3 != 0")
+    db.commit()
+    db.close()
+    wh = Warehouse()
+    summary = pipeline.run(downstream=False)
+    held = [s for s in summary.held if s.source_id == "his_w350125102"]
+    assert [h.stream for h in held] == ["lab_results"]
+    assert wh.watermark("his_w350125102", "lab_results") is None  # did not move
+    with wh.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125102'").scalar() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125101'").scalar() > 0
+        status, message = conn.exec_driver_sql(
+            "SELECT status, message FROM batch_audit WHERE source_id = 'his_w350125102' AND stream = 'lab_results'").one()
+    assert status == "held" and "lab_result.conformance.parse.report_at" in message
+    # the county IT team looks, decides the rest is good, releases it: failing rows go to quarantine
+    batch_id = held[0].batch_id
+    from click.testing import CliRunner
+
+    from countyhealth.validation.commands import batches
+
+    listed = CliRunner().invoke(batches, ["list", "--held"])
+    assert batch_id in listed.output and "HELD" in listed.output
+    result = CliRunner().invoke(batches, ["release", batch_id, "--reason", "LIS upgrade; vendor fixing", "--load"])
+    assert result.exit_code == 0, result.output
+    with wh.engine.connect() as conn:
+        loaded = conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125102'").scalar()
+        q = conn.exec_driver_sql("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b",
+                                 {"b": batch_id}) if False else conn.execute(
+            sa.text("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b"), {"b": batch_id}).scalar()
+        status, message = conn.execute(sa.text("SELECT status, message FROM batch_audit WHERE batch_id = :b"),
+                                       {"b": batch_id}).one()
+    assert loaded > 0 and q > loaded and status == "released" and "LIS upgrade" in message
+    assert wh.watermark("his_w350125102", "lab_results") is not None
+
+
+def test_revalidating_after_a_mapping_fix_repairs_a_held_batch(env):
+    # a new vendor build writes status 已审核(终) that the YAML doesn't know yet: every row fails the value map
+    db = sqlite3.connect(env.county / "his" / "W350125101.sqlite")
+    db.execute("UPDATE jy_jg SET zt = '已审核(终)'")
+    db.commit()
+    db.close()
+    summary = pipeline.run(downstream=False)
+    held = [s for s in summary.held if s.source_id == "his_w350125101" and s.stream == "lab_results"]
+    assert held
+    vendor_b = env.sources / "_vendors" / "his_vendor_b.yaml"
+    vendor_b.write_text(vendor_b.read_text(encoding="utf-8").replace("审核: final,", "审核: final, 已审核(终): final,"),
+                        encoding="utf-8")
+    from click.testing import CliRunner
+
+    from countyhealth.validation.commands import batches
+
+    result = CliRunner().invoke(batches, ["revalidate", held[0].batch_id, "--load"])
+    assert result.exit_code == 0 and "still HELD" not in result.output, result.output
+    wh = Warehouse()
+    with wh.engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125101' AND result_status = 'final'").scalar() > 0
+
+
+def test_a_reconciliation_mismatch_refuses_the_batch(env):
+    import pyarrow.parquet as pq
+
+    wh = Warehouse()
+    wh.migrate()
+    m = pipeline.extract("his_w350125101", "patients", wh=wh)
+    path = landing.batch_dir("his_w350125101", "patients", m.batch_id)
+    pipeline.validate(path)
+    clean = path / "validated" / "person" / "clean.parquet"
+    table = pq.read_table(clean)
+    pq.write_table(table.slice(1), clean)  # a row lost between validation and load
+    with pytest.raises(pipeline.ReconciliationError, match="rows extracted but"):
+        pipeline.load_batch(path, wh=wh)
+    assert wh.count("person") == 0 and wh.watermark("his_w350125101", "patients") is None
