@@ -31,7 +31,14 @@ _FERNET_PREFIX = "gAAAA"  # every Fernet token starts with version byte 0x80 + t
 
 
 def _secret() -> bytes:
-    env = os.environ.get(ENV_KEY)
+    # keyed by the variables that decide it, so a test (or a process) switching data dirs gets the right key
+    return _secret_for(os.environ.get(ENV_KEY), os.environ.get("COUNTYHEALTH_DATA_DIR"),
+                       os.environ.get("COUNTYHEALTH_HOME"))
+
+
+@lru_cache(maxsize=8)
+def _secret_for(env: str | None, _data_env: str | None, _home_env: str | None) -> bytes:
+    """The key for these settings (cached: the file is read once per process)."""
     if env:
         if len(env) < 32:
             raise ValueError(f"{ENV_KEY} must be at least 32 characters long (got {len(env)}); generate one with "

@@ -280,7 +280,7 @@ class Warehouse:
                 "QUALIFY row_number() OVER (PARTITION BY source_id, source_record_id "
                 "ORDER BY source_updated_at DESC NULLS LAST, _pos DESC) = 1 "
                 f"ON CONFLICT (source_id, source_record_id) DO UPDATE SET {sets} WHERE {guard}"
-            )
+            ).fetchall()  # DuckDB 2 wants every result consumed before the connection does other work
         finally:
             raw.unregister("_incoming")
         return int(distinct)
@@ -324,7 +324,7 @@ class Warehouse:
             raw = conn.connection.driver_connection
             raw.register("_append", data)
             try:
-                raw.execute(f"INSERT INTO {table_name} ({cols}) SELECT {cols} FROM _append")
+                raw.execute(f"INSERT INTO {table_name} ({cols}) SELECT {cols} FROM _append").fetchall()
             finally:
                 raw.unregister("_append")
         else:

@@ -121,19 +121,35 @@ class ResidentMaker:
             n_children = 0  # elderly couples: adult children have moved out
         twins = n_children >= 2 and rng.random() < 0.03
         child_birth = None
+        births: list[dt.date] = []
+        names_taken: set[str] = {m.name for m in members}
+
+        def child_name(sex: str) -> str:
+            # parents don't give two of their children the same name (twins included)
+            for _ in range(20):
+                name = self.names.full(sex, father_surname)
+                if name not in names_taken:
+                    break
+            names_taken.add(name)
+            return name
+
         for c in range(n_children):
             sex = "1" if rng.random() < 0.53 else "2"
             if twins and c == 1:
                 birth = child_birth
-                twin = add(self.names.full(sex, father_surname), sex, birth, twin_of=members[-1].key)
+                twin = add(child_name(sex), sex, birth, twin_of=members[-1].key)
                 members[-2].twin_of = twin.key
                 continue
             max_age = max(0, min(parent_age - 20, 30))
-            age = rng.randint(0, max_age)
-            if age == 0 and rng.random() < 0.7:
-                age = rng.randint(1, max(1, max_age))  # births are rarer than a uniform draw suggests
-            child_birth = self._birth(age, age)
-            add(self.names.full(sex, father_surname), sex, child_birth)
+            for _ in range(20):  # siblings are born at least ten months apart
+                age = rng.randint(0, max_age)
+                if age == 0 and rng.random() < 0.7:
+                    age = rng.randint(1, max(1, max_age))  # births are rarer than a uniform draw suggests
+                child_birth = self._birth(age, age)
+                if all(abs((child_birth - b).days) >= 300 for b in births):
+                    break
+            births.append(child_birth)
+            add(child_name(sex), sex, child_birth)
         # IDs: issued to adults and most children; infants and some young children have none yet
         mother = next((m for m in members[:2] if m.sex == "2"), members[0])
         for m in members:

@@ -1,0 +1,50 @@
+"""Hard rules that keep two residents apart whatever the score says (a wrong merge puts one person's results
+in another's chart; a missed link only costs a repeated test).
+
+- **different valid IDs**: two valid 18-digit IDs that differ never link automatically — unless they differ by
+  one substituted digit or one transposition *and* name (pinyin), birth date and sex all agree (then it is
+  a typo that happened to keep a valid check character);
+- **different sex**: both recorded, different;
+- **twins**: same birth date, same household (address or phone), different given names;
+- **different generation**: birth years 12+ years apart (an infant filed under a parent's details);
+- a pair a reviewer rejected.
+
+The infant carrying a guardian's ID is handled upstream (:mod:`.features`): an ID whose birth date is a
+generation away from the record's own birth date is not used for matching at all.
+"""
+
+from __future__ import annotations
+
+
+def _hamming1(a: str, b: str) -> bool:
+    return len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+
+
+def _transposed(a: str, b: str) -> bool:
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+
+
+def reason_to_keep_apart(a: dict, b: dict) -> str | None:
+    """Why records ``a`` and ``b`` (feature rows) must not be auto-linked; None when nothing forbids it."""
+    if a.get("id_valid") and b.get("id_valid") and a.get("id18") and b.get("id18") and a["id18"] != b["id18"]:
+        typo = _hamming1(a["id18"], b["id18"]) or _transposed(a["id18"], b["id18"])
+        same_rest = (a.get("name_pinyin") == b.get("name_pinyin") and a.get("birth_date") == b.get("birth_date")
+                     and a.get("sex") == b.get("sex") and a.get("name_pinyin") is not None)
+        if not (typo and same_rest):
+            return "different valid ID numbers"
+    if a.get("sex") and b.get("sex") and a["sex"] != b["sex"]:
+        return "different sex"
+    if (a.get("birth_date") and a.get("birth_date") == b.get("birth_date") and a.get("given_pinyin")
+            and b.get("given_pinyin") and a["given_pinyin"] != b["given_pinyin"]
+            and ((a.get("household_key") and a.get("household_key") == b.get("household_key"))
+                 or (a.get("phone") and a.get("phone") == b.get("phone")))
+            and a.get("name_fuzzy") != b.get("name_fuzzy")):
+        return "twins: same birth date and household, different given names"
+    ya, yb = a.get("birth_year"), b.get("birth_year")
+    same_id = a.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18")
+    if ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id:
+        return "born a generation apart"
+    return None

@@ -1,0 +1,166 @@
+"""One identity run against the warehouse, in one transaction: read what to place, place it, write it all."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from countyhealth.identity import IdentityConfig, IdentityRunSummary, engine, features, golden, model, store
+
+log = logging.getLogger(__name__)
+
+
+def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> IdentityRunSummary:
+    summary = IdentityRunSummary(run_id)
+    settings = model.load_settings(model_path)
+    with wh.begin() as conn:
+        started = store.now()
+        pending = store.to_link(conn)
+        summary.records_considered = len(pending)
+        if not len(pending):
+            _record_run(conn, summary, started, settings)
+            return summary
+        new_f = store.with_prefix_hash(features.build(pending))
+        previous = {u: p for u, p in zip(new_f["unique_id"], pending["previous_person_id"]) if isinstance(p, str)}
+        new_ids = set(new_f["unique_id"])
+        cand_rows = store.candidates(conn, new_f, exclude=new_ids)
+        # records on the other side of a reviewer's decision are candidates too (their person must be known)
+        accepted, rejected = store.decisions(conn)
+        cand_f = features.build(cand_rows) if len(cand_rows) else features.build(pd.DataFrame(columns=store.PERSON_COLUMNS))
+        cand_f = store.with_prefix_hash(cand_f)
+        existing_person = dict(zip(cand_f["unique_id"], cand_rows["person_id"])) if len(cand_rows) else {}
+        minter = store.next_person_ids(conn)
+        result = engine.link(new_f, cand_f, existing_person, settings=settings,
+                             thresholds=engine.Thresholds(cfg.auto_link, cfg.review), mint=lambda: next(minter),
+                             previous_person=previous, accepted=accepted, rejected=rejected, backend=cfg.backend)
+        now = store.now()
+        summary.blocked_by_guards = len(result.blocked)
+        for kind, _ in result.link_kind.values():
+            if kind == "deterministic":
+                summary.linked_deterministic += 1
+            elif kind == "probabilistic":
+                summary.linked_probabilistic += 1
+            elif kind == "manual":
+                summary.linked_manual += 1
+        _write_persons(wh, conn, result, now, run_id, summary)
+        _write_records(wh, conn, new_f, result, now, run_id)
+        summary.queued_for_review = _write_review(conn, result, now, run_id)
+        touched = sorted({p for p in result.person_of.values()} | {to for _, _, to in result.moves}
+                         | {frm for _, frm, _ in result.moves})
+        golden.refresh(wh, conn, touched, cfg, now)
+        _record_run(conn, summary, started, settings)
+    return summary
+
+
+def _event(conn, kind, person, other, rec, reason, now, run_id):
+    source_id, source_record_id = (rec.split("|", 1) + [None])[:2] if rec else (None, None)
+    conn.execute(sa.text("INSERT INTO identity_event (event_id, run_id, kind, person_id, other_person_id, source_id, "
+                         "source_record_id, reason, occurred_at) VALUES (:e, :r, :k, :p, :o, :s, :sr, :why, :at)"),
+                 {"e": store.new_event_id(), "r": run_id, "k": kind, "p": person, "o": other, "s": source_id,
+                  "sr": source_record_id, "why": reason, "at": now})
+
+
+def _write_persons(wh, conn, result: engine.LinkResult, now, run_id: str, summary: IdentityRunSummary) -> None:
+    n = len(result.new_persons)
+    if n:
+        ts = pa.array([now] * n, pa.timestamp("us"))
+        wh.insert_arrow(conn, "empi_person", pa.table({
+            "person_id": pa.array(result.new_persons, pa.string()), "status": pa.array(["active"] * n),
+            "created_at": ts, "updated_at": ts}))
+        wh.insert_arrow(conn, "identity_event", pa.table({
+            "event_id": pa.array([store.new_event_id() for _ in range(n)]), "run_id": pa.array([run_id] * n),
+            "kind": pa.array(["new"] * n), "person_id": pa.array(result.new_persons, pa.string()),
+            "reason": pa.array(["no existing person matched"] * n), "occurred_at": ts}))
+    summary.new_persons = n
+    for survivor, merged, via in result.merges:
+        _redirect(conn, merged, survivor, now)
+        _event(conn, "merge", survivor, merged, via, "new evidence links records of both persons", now, run_id)
+        summary.merges += 1
+    for rec, old, new in result.moves:
+        left = conn.execute(sa.text("SELECT count(*) FROM identity_record WHERE person_id = :p AND "
+                                    "source_id || '|' || source_record_id <> :r"), {"p": old, "r": rec}).fetchall()[0][0]
+        if left:
+            _event(conn, "split", old, new, rec, "a changed record no longer matches the rest of its person", now,
+                   run_id)
+            summary.splits += 1
+        else:  # the old person's only record moved: the old id redirects to where it went
+            _redirect(conn, old, new, now)
+            _event(conn, "merge", new, old, rec, "the person's only record now matches another person", now, run_id)
+            summary.merges += 1
+
+
+def _redirect(conn, merged: str, survivor: str, now) -> None:
+    conn.execute(sa.text("UPDATE empi_person SET status = 'merged', merged_into = :s, updated_at = :t "
+                         "WHERE person_id = :m"), {"s": survivor, "m": merged, "t": now})
+    conn.execute(sa.text("UPDATE empi_person SET merged_into = :s, updated_at = :t WHERE merged_into = :m"),
+                 {"s": survivor, "m": merged, "t": now})  # earlier redirects follow along
+    for table in ("identity_record", "person_link"):
+        conn.execute(sa.text(f"UPDATE {table} SET person_id = :s WHERE person_id = :m"), {"s": survivor, "m": merged})
+    conn.execute(sa.text("DELETE FROM golden_person WHERE person_id = :m"), {"m": merged})
+
+
+def _write_records(wh, conn, new_f: pd.DataFrame, result: engine.LinkResult, now, run_id: str) -> None:
+    frame = new_f.copy()
+    frame["person_id"] = frame["unique_id"].map(result.person_of)
+    kinds = frame["unique_id"].map(lambda u: result.link_kind.get(u, ("new", None)))
+    frame["link_kind"] = [k for k, _ in kinds]
+    frame["match_probability"] = [p for _, p in kinds]
+    frame["linked_at"] = now
+    frame["run_id"] = run_id
+    keys = pa.Table.from_pandas(frame[["source_id", "source_record_id"]], preserve_index=False)
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_new (source_id VARCHAR, source_record_id VARCHAR)"))
+    conn.execute(sa.text("DELETE FROM _identity_new"))
+    wh.insert_arrow(conn, "_identity_new", keys)
+    for table in ("identity_record", "person_link"):
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM _identity_new n WHERE "
+                             f"n.source_id = {table}.source_id AND n.source_record_id = {table}.source_record_id)"))
+    rec = frame[store.RECORD_COLUMNS].astype(object).where(frame[store.RECORD_COLUMNS].notna(), None)
+    rec_table = pa.Table.from_pandas(rec, preserve_index=False, schema=_record_schema())
+    wh.insert_arrow(conn, "identity_record", rec_table)
+    link = pa.table({"source_id": rec_table.column("source_id"), "source_record_id": rec_table.column("source_record_id"),
+                     "person_id": rec_table.column("person_id"), "link_kind": rec_table.column("link_kind"),
+                     "match_probability": rec_table.column("match_probability"),
+                     "linked_at": rec_table.column("linked_at"), "run_id": rec_table.column("run_id")})
+    wh.insert_arrow(conn, "person_link", link)
+    conn.execute(sa.text("DELETE FROM _identity_new"))
+
+
+def _record_schema() -> pa.Schema:
+    s, b, d, t = pa.string(), pa.bool_(), pa.float64(), pa.timestamp("us")
+    types = {"id_valid": b, "id_foreign": b, "match_probability": d, "linked_at": t}
+    return pa.schema([(c, types.get(c, s)) for c in store.RECORD_COLUMNS])
+
+
+def _write_review(conn, result: engine.LinkResult, now, run_id: str) -> int:
+    n = 0
+    for edge in result.review:
+        pid = engine.pair_id(edge.left, edge.right)
+        exists = conn.execute(sa.text("SELECT 1 FROM identity_review WHERE pair_id = :p"), {"p": pid}).fetchall()
+        if exists:
+            continue
+        ls, lr = edge.left.split("|", 1)
+        rs, rr = edge.right.split("|", 1)
+        conn.execute(sa.text("INSERT INTO identity_review (pair_id, left_source_id, left_source_record_id, "
+                             "right_source_id, right_source_record_id, match_probability, evidence, status, created_at, "
+                             "run_id) VALUES (:p, :ls, :lr, :rs, :rr, :m, :e, 'open', :t, :r)"),
+                     {"p": pid, "ls": ls, "lr": lr, "rs": rs, "rr": rr, "m": edge.probability, "e": edge.evidence,
+                      "t": now, "r": run_id})
+        n += 1
+    return n
+
+
+def _record_run(conn, summary: IdentityRunSummary, started, settings: dict) -> None:
+    import hashlib
+    import json
+
+    version = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    conn.execute(sa.text("INSERT INTO identity_run (run_id, started_at, ended_at, records_considered, "
+                         "linked_deterministic, linked_probabilistic, linked_manual, new_persons, queued_for_review, "
+                         "merges, splits, model_version) VALUES (:r, :s, :e, :c, :d, :p, :m, :n, :q, :mg, :sp, :v)"),
+                 {"r": summary.run_id, "s": started, "e": store.now(), "c": summary.records_considered,
+                  "d": summary.linked_deterministic, "p": summary.linked_probabilistic, "m": summary.linked_manual,
+                  "n": summary.new_persons, "q": summary.queued_for_review, "mg": summary.merges,
+                  "sp": summary.splits, "v": version})

@@ -1,0 +1,168 @@
+"""The Fellegi–Sunter model (Splink 5): comparisons suited to Chinese person records, blocking rules, training.
+
+Comparisons (each a Splink comparison with its own levels; SQL runs in Splink's DuckDB, or Spark):
+
+- name: exact (simplified, spaces removed) · same pinyin (homophones typed by ear: 伟/玮, traditional
+  characters) · same fuzzy pinyin (zh/z, n/l, ang/an … as southern clerks hear them) · pinyin Jaro-Winkler ≥ 0.9;
+- birth date: exact · one digit typed wrong · month and day swapped · within 60 days (a lunar birthday given
+  instead of the solar one, or the reverse) · same year;
+- ID number (18 digits after normalising 15-digit IDs and lower-case x): exact · one digit substituted ·
+  two adjacent digits transposed · same region and birth date (the first 14 characters);
+- phone, health-record number (17 digits, the public-health system's key), sex: exact;
+- address: same household (township, village, house number) · same village · same township.
+
+Blocking rules were chosen by counting candidate pairs (`countyhealth identity blocking`, bench/bench_identity.py):
+surname alone explodes (陈 and 林 are a quarter of the county), so every rule pairs a strong key with a
+second one.
+
+The trained parameters (m and u probabilities, λ) are ``identity/model.json``: reviewed, versioned in git,
+re-estimated by ``countyhealth identity retrain`` (EM on the warehouse's own records).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MODEL_PATH = Path(__file__).with_name("model.json")
+
+BLOCKING_RULES = [
+    "l.id18 = r.id18",
+    "l.health_record_number = r.health_record_number",
+    "l.birth_date = r.birth_date AND l.surname_pinyin = r.surname_pinyin",
+    "l.name_pinyin = r.name_pinyin AND l.birth_year = r.birth_year",
+    "l.name_fuzzy = r.name_fuzzy AND l.birth_year = r.birth_year",
+    "l.given_pinyin = r.given_pinyin AND l.birth_md = r.birth_md",
+    "l.phone = r.phone AND l.birth_year = r.birth_year",
+    "substr(l.id18, 1, 14) = substr(r.id18, 1, 14)",
+    "l.name_pinyin = r.name_pinyin AND l.phone = r.phone",
+]
+
+
+def _levels():
+    import splink.comparison_level_library as cll
+
+    return cll
+
+
+def comparisons() -> list:
+    import splink.comparison_library as cl
+
+    cll = _levels()
+    name = cl.CustomComparison(
+        output_column_name="name",
+        comparison_levels=[
+            cll.NullLevel("name_std"),
+            cll.ExactMatchLevel("name_std"),
+            cll.ExactMatchLevel("name_pinyin").configure(label_for_charts="same pinyin (homophone, traditional)"),
+            cll.ExactMatchLevel("name_fuzzy").configure(label_for_charts="same fuzzy pinyin (zh/z, n/l, ang/an)"),
+            cll.JaroWinklerLevel("name_pinyin", 0.9),
+            cll.ElseLevel(),
+        ],
+    )
+    birth = cl.CustomComparison(
+        output_column_name="birth_date",
+        comparison_levels=[
+            cll.NullLevel("birth_date"),
+            cll.ExactMatchLevel("birth_date"),
+            cll.CustomLevel("levenshtein(birth_date_l, birth_date_r) = 1", label_for_charts="one digit typed wrong"),
+            cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) AND "
+                            "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) AND "
+                            "substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)",
+                            label_for_charts="month and day swapped"),
+            # the elderly often give their lunar birthday, 3–8 weeks earlier than the solar one; children's
+            # births are registered on certificates, so the window only applies to people born before 1970
+            cll.CustomLevel("birth_year_l < '1970' AND birth_year_r < '1970' AND abs(date_diff('day', "
+                            "try_cast(birth_date_l AS DATE), try_cast(birth_date_r AS DATE))) <= 60",
+                            label_for_charts="within 60 days, born before 1970 (lunar birthday)"),
+            cll.ExactMatchLevel("birth_year").configure(label_for_charts="same year"),
+            cll.ElseLevel(),
+        ],
+    )
+    id_number = cl.CustomComparison(
+        output_column_name="id18",
+        comparison_levels=[
+            cll.NullLevel("id18"),
+            cll.ExactMatchLevel("id18"),
+            cll.CustomLevel("hamming(id18_l, id18_r) = 1", label_for_charts="one digit substituted"),
+            cll.CustomLevel("damerau_levenshtein(id18_l, id18_r) = 1", label_for_charts="adjacent digits transposed"),
+            cll.CustomLevel("substr(id18_l, 1, 14) = substr(id18_r, 1, 14)",
+                            label_for_charts="same region and birth date"),
+            cll.ElseLevel(),
+        ],
+    )
+    phone = cl.ExactMatch("phone")
+    hrn = cl.ExactMatch("health_record_number")
+    sex = cl.ExactMatch("sex")
+    address = cl.CustomComparison(
+        output_column_name="address",
+        comparison_levels=[
+            cll.NullLevel("township"),
+            cll.ExactMatchLevel("household_key").configure(label_for_charts="same household"),
+            cll.ExactMatchLevel("village"),
+            cll.ExactMatchLevel("township"),
+            cll.ElseLevel(),
+        ],
+    )
+    return [name, birth, id_number, phone, hrn, sex, address]
+
+
+def settings_creator():
+    from splink import SettingsCreator
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=comparisons(),
+        blocking_rules_to_generate_predictions=BLOCKING_RULES,
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=True,
+    )
+
+
+def train(frame, *, max_pairs: float = 3e6, seed: int = 42) -> dict:
+    """EM estimation of the model on a feature frame; returns Splink's settings dict (with parameters)."""
+    from splink import DuckDBAPI, Linker, block_on
+
+    db = DuckDBAPI()
+    linker = Linker(db.register(frame, dataset_display_name="person_records"), settings_creator())
+    linker.training.estimate_probability_two_random_records_match(
+        ["l.id18 = r.id18", "l.health_record_number = r.health_record_number"], recall=0.75)
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    # EM blocked on the ID first: pairs sharing an ID are nearly all matches, which anchors the m of names,
+    # birth dates, phones and addresses; then on name + birth date, which anchors the ID's own levels.
+    # (Blocking EM on name alone lets households — shared phone and address — pass for matches.)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("id18"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_pinyin", "birth_date"))
+    return floor_probabilities(linker.misc.save_model_to_json())
+
+
+M_FLOOR = 0.002  # no level may veto a match outright: people move, change phones, get typed wrong
+
+
+def floor_probabilities(settings: dict, floor: float = M_FLOOR) -> dict:
+    """EM on clean-ish data puts m ≈ 0 on disagreement levels, which would make any one disagreement (a new
+    address, another phone) overrule an identical ID and name. Floor m and u, then renormalise."""
+    for comp in settings.get("comparisons", []):
+        levels = [lvl for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")]
+        for key in ("m_probability", "u_probability"):
+            low = floor if key == "m_probability" else 1e-7
+            # a level EM never saw (None) gets the floor too: rare, not impossible
+            values = [max(v if v is not None else low, low) for v in (lvl.get(key) for lvl in levels)]
+            total = sum(values)
+            for lvl, v in zip(levels, values):
+                lvl[key] = v / total
+    return settings
+
+
+def load_settings(path: Path | None = None) -> dict:
+    path = path or MODEL_PATH
+    if not path.exists():
+        raise FileNotFoundError(f"identity model {path.name} not found: run `countyhealth identity retrain`")
+    return floor_probabilities(json.loads(path.read_text(encoding="utf-8")))
+
+
+def save_settings(settings: dict, path: Path | None = None) -> Path:
+    path = path or MODEL_PATH
+    path.write_text(json.dumps(settings, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,169 @@
+"""The EMPI on a real warehouse (DuckDB and PostgreSQL): guards, persistent ids, merges, review decisions,
+golden records."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from countyhealth import identity
+from countyhealth.identity.commands import identity as identity_cli
+from countyhealth.warehouse import Warehouse
+
+from helpers import load_people, person_of
+
+ID_A = "350125198001011238"  # valid, male 1980-01-01
+ID_B = "350125198001011254"  # valid, male 1980-01-01, another man
+MOTHER = "350125199503040020"  # valid, female 1995-03-04
+
+
+def rec(source, rid, name, birth, sex="1", id_number=None, phone=None, address="福建省福州市永泰县樟城镇上溪村12号",
+        hrn=None):
+    return {"source_id": source, "source_record_id": rid, "name": name, "birth_date": birth, "sex_code": sex,
+            "id_type_code": "01" if id_number else None, "id_number": id_number, "phone": phone, "address": address,
+            "health_record_number": hrn}
+
+
+@pytest.fixture
+def wh(warehouse_url):
+    w = Warehouse(warehouse_url)
+    w.migrate()
+    return w
+
+
+def test_same_resident_across_sources_links_and_golden_record_follows_trust(wh):
+    load_people(wh, [
+        rec("his_h350125001", "P1", "陳偉", dt.date(1980, 1, 1), id_number=ID_A, phone="13912345678"),
+        rec("public_health", "D1", "陈伟", dt.date(1980, 1, 1), id_number=ID_A.lower(), phone="139 1234 5678",
+            hrn="35012510100100001"),
+        rec("his_w350125101", "Q7", "陈玮", dt.date(1980, 1, 1), id_number="350125800101123", phone=None),
+    ])
+    s = identity.run(wh)
+    assert s.records_considered == 3 and s.new_persons == 1
+    person = person_of(wh, "public_health", "D1")
+    assert person == person_of(wh, "his_h350125001", "P1") == person_of(wh, "his_w350125101", "Q7")
+    with wh.engine.connect() as conn:
+        g = conn.execute(sa.text("SELECT * FROM golden_person WHERE person_id = :p"), {"p": person}).mappings().one()
+    assert g["name"] == "陈伟" and g["name_source_id"] == "public_health"  # most trusted source first
+    assert g["health_record_number"] == "35012510100100001" and g["records"] == 3 and g["sources"] == 3
+    assert g["id_number"] != ID_A and g["id_number_hash"]  # ciphertext + hash, never plaintext
+
+
+def test_two_different_valid_ids_never_auto_link(wh):
+    load_people(wh, [
+        rec("his_h350125001", "P1", "陈伟", dt.date(1980, 1, 1), id_number=ID_A, phone="13912345678"),
+        rec("public_health", "D1", "陈伟", dt.date(1980, 1, 1), id_number=ID_B, phone="13912345678"),
+    ])
+    identity.run(wh)
+    assert person_of(wh, "his_h350125001", "P1") != person_of(wh, "public_health", "D1")
+
+
+def test_twins_stay_apart(wh):
+    load_people(wh, [
+        rec("public_health", "T1", "林浩", dt.date(2019, 5, 6), phone="13800000001"),
+        rec("his_w350125101", "T1b", "林浩", dt.date(2019, 5, 6), phone="13800000001"),
+        rec("public_health", "T2", "林涛", dt.date(2019, 5, 6), phone="13800000001"),
+        rec("his_w350125101", "T2b", "林涛", dt.date(2019, 5, 6), phone="13800000001"),
+    ])
+    identity.run(wh)
+    a, b = person_of(wh, "public_health", "T1"), person_of(wh, "public_health", "T2")
+    assert a != b
+    assert person_of(wh, "his_w350125101", "T1b") == a and person_of(wh, "his_w350125101", "T2b") == b
+
+
+def test_an_infant_on_the_guardians_id_is_not_the_guardian(wh):
+    load_people(wh, [
+        rec("public_health", "M1", "郑丽", dt.date(1995, 3, 4), sex="2", id_number=MOTHER, phone="13700000002"),
+        rec("his_w350125101", "I1", "黄小宝", dt.date(2025, 12, 1), sex="2", id_number=MOTHER, phone="13700000002"),
+        rec("his_h350125003", "I2", "黄小宝", dt.date(2025, 12, 1), sex="2", id_number=None, phone="13700000002"),
+    ])
+    identity.run(wh)
+    mother, infant = person_of(wh, "public_health", "M1"), person_of(wh, "his_w350125101", "I1")
+    assert mother != infant
+    assert person_of(wh, "his_h350125003", "I2") == infant  # the infant's own records still come together
+
+
+def test_person_ids_never_change_and_merges_redirect(wh):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
+    load_people(wh, [rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), address="永泰县梧桐镇下坑村3号",
+                         phone="13600000003")])
+    identity.run(wh)
+    first = person_of(wh, "public_health", "D1")
+    second = person_of(wh, "his_h350125001", "P9")
+    assert first != second  # no ID on the HIS card and a different address: not enough to link
+    # a later record carries the ID *and* the HIS card's phone: evidence that both are one resident
+    load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011",
+                         phone="13600000003", address="永泰县梧桐镇下坑村3号")])
+    s = identity.run(wh)
+    assert s.merges == 1 and s.new_persons == 0
+    survivor = min(first, second)
+    for source, rid in (("public_health", "D1"), ("his_h350125001", "P9"), ("contracts", "Q1")):
+        assert person_of(wh, source, rid) == survivor
+    merged = max(first, second)
+    assert identity.resolve(wh, merged) == survivor
+    with wh.engine.connect() as conn:
+        ev = conn.execute(sa.text("SELECT kind, person_id, other_person_id FROM identity_event WHERE kind = 'merge'")).all()
+    assert ev == [("merge", survivor, merged)]
+    # nothing new: nothing changes, no id minted
+    before = identity.run(wh)
+    assert before.records_considered == 0
+
+
+def test_review_decisions_are_honoured_by_later_runs(wh, monkeypatch):
+    # same name, same birth date, same village, no ID or phone: the uncertain band
+    load_people(wh, [rec("public_health", "D1", "黄秀英", dt.date(1952, 2, 3), sex="2"),
+                     rec("his_w350125101", "P1", "黄秀英", dt.date(1952, 2, 3), sex="2",
+                         address="福建省福州市永泰县樟城镇上溪村40号")])
+    monkeypatch.setenv("COUNTYHEALTH_CONFIG_DIR", str(_config(monkeypatch, auto_link=0.99999999, review=0.01)))
+    s = identity.run(wh)
+    assert s.queued_for_review == 1
+    url = str(wh.engine.url.render_as_string(hide_password=False))
+    out = CliRunner().invoke(identity_cli, ["review", "--url", url])
+    assert out.exit_code == 0 and "黄秀英" in out.output and "1 open pair" in out.output
+    with wh.engine.connect() as conn:
+        pair = conn.execute(sa.text("SELECT pair_id FROM identity_review")).scalar()
+    assert CliRunner().invoke(identity_cli, ["review", "--url", url, "accept", pair, "--note", "same person, "
+                                             "checked by phone"]).exit_code == 0
+    identity.run(wh)
+    assert person_of(wh, "public_health", "D1") == person_of(wh, "his_w350125101", "P1")
+    # a third record like them; then the reviewer says two others are different people: never linked after
+    load_people(wh, [rec("public_health", "D2", "王芳", dt.date(1970, 1, 1), sex="2"),
+                     rec("his_w350125101", "P2", "王芳", dt.date(1970, 1, 1), sex="2",
+                         address="福建省福州市永泰县樟城镇上溪村41号")])
+    identity.run(wh)
+    with wh.engine.connect() as conn:
+        pair2 = conn.execute(sa.text("SELECT pair_id FROM identity_review WHERE status = 'open'")).scalar()
+    assert CliRunner().invoke(identity_cli, ["review", "--url", url, "reject", pair2]).exit_code == 0
+    monkeypatch.setenv("COUNTYHEALTH_CONFIG_DIR", str(_config(monkeypatch, auto_link=0.02, review=0.01)))
+    load_people(wh, [rec("his_w350125101", "P2", "王芳", dt.date(1970, 1, 1), sex="2",
+                         address="福建省福州市永泰县樟城镇上溪村41号", phone="13911112222")])  # the record changes
+    identity.run(wh)
+    assert person_of(wh, "public_health", "D2") != person_of(wh, "his_w350125101", "P2")
+    assert person_of(wh, "public_health", "D1") == person_of(wh, "his_w350125101", "P1")  # still linked
+
+
+def test_identifiers_are_masked_unless_the_user_is_authorised(wh):
+    load_people(wh, [rec("public_health", "D1", "黄秀强", dt.date(1980, 1, 1), sex="1", id_number=ID_A)])
+    identity.run(wh)
+    person = person_of(wh, "public_health", "D1")
+    url = str(wh.engine.url.render_as_string(hide_password=False))
+    out = CliRunner().invoke(identity_cli, ["show", person, "--url", url])
+    assert out.exit_code == 0 and ID_A not in out.output and "350**************8" in out.output
+    refused = CliRunner().invoke(identity_cli, ["show", person, "--url", url, "--show-identifiers"])
+    assert refused.exit_code != 0 and "identifier_viewers" in refused.output
+
+
+def _config(monkeypatch, *, auto_link, review):
+    import tempfile
+    from pathlib import Path
+
+    from countyhealth import settings
+
+    folder = Path(tempfile.mkdtemp())
+    text = (settings.project_home() / "config" / "identity.yaml").read_text()
+    text = text.replace("auto_link: 0.999", f"auto_link: {auto_link}").replace("review: 0.5", f"review: {review}")
+    (folder / "identity.yaml").write_text(text)
+    return folder
