@@ -100,6 +100,13 @@ def normalise_unit(unit: str | None) -> str | None:
     return _CANONICAL_SPELLING.get(text.lower(), text)
 
 
+def unit_key(unit: str | None) -> str | None:
+    """The key the warehouse matches units on (results.UNIT_KEY_SQL computes the same in SQL)."""
+    if unit is None:
+        return None
+    return unit.replace("μ", "u").replace("µ", "u").replace("^", "*").lower()
+
+
 def unit_allowed(item: reference.LabItem, unit: str | None) -> bool:
     if not item.quantitative:
         return True
