@@ -7,6 +7,7 @@ Nightly (``countyhealth_nightly``), at 02:00 Asia/Shanghai over the previous day
   so a small township server is never hit by all its streams at once; members run side by side. One
   member's outage fails only its own tasks: every later stage runs with ``all_done`` on what succeeded,
   and the failed stream catches up from its watermark next night.
+- ``migrate_warehouse`` first (pending migrations; extracts read their watermarks from the warehouse);
 - ``load`` (the single warehouse writer: rows, quarantine, audit and watermark per batch in one
   transaction) → ``identity`` (EMPI) → ``shared_results`` (互认; outlets: the shared-result Assets other
   DAGs can schedule on) → ``report`` → ``check_members``, which ends the run red, naming each failed or
@@ -94,6 +95,11 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
 
     sources = load_sources(sources_dir)
 
+    @task(retries=2)
+    def migrate_warehouse() -> list[int]:
+        """Apply pending warehouse migrations before anything reads a watermark (a release may add some)."""
+        return _wh().migrate()
+
     @task(retries=3)
     def extract(source_id: str, stream: str) -> str:
         from countyhealth import pipeline
@@ -171,6 +177,7 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         doc_md=__doc__,
     ) as dag:
         validations = []
+        migrated = migrate_warehouse()
         for source_id, source in sources.items():
             streams = [(n, s) for n, s in source.streams.items() if s.enabled]
             if not streams:
@@ -184,6 +191,8 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
                     lane = lanes[i % len(lanes)]
                     if lane:
                         lane[-1] >> ex  # the member's next stream waits for this one, whatever its outcome
+                    else:
+                        migrated >> ex
                     lane.append(va)
                     validations.append(va)
         loaded = load()

@@ -245,7 +245,7 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
         writers.clear()
         for res in results.values():
             res.failing_share = res.rows_quarantined / res.rows_in if res.rows_in else 0.0
-            res.held = res.failing_share > res.threshold
+            res.held = res.failing_share > res.threshold and res.rows_in >= source.validation.min_rows
         for dmap in stream.maps:  # an empty batch still has an outcome per dataset
             results.setdefault(dmap.dataset, DatasetResult(dmap.dataset, threshold=source.validation.max_failing_share))
         outcome = BatchOutcome(manifest.batch_id, manifest.source_id, manifest.stream,

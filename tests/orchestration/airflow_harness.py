@@ -143,15 +143,29 @@ class AirflowUnderTest:
             body["data_interval_start"], body["data_interval_end"] = data_interval
         return self.api("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900, after_clear: bool = False) -> dict:
         deadline = time.monotonic() + timeout
+        seen_running = not after_clear
         while time.monotonic() < deadline:
             self._check_alive()
             run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] in ("success", "failed"):
+            if run["state"] in ("queued", "running"):
+                seen_running = True
+            elif run["state"] in ("success", "failed") and seen_running:
                 return run
             time.sleep(3)
         raise TimeoutError(f"run {run_id} of {dag_id} did not finish in {timeout}s")
+
+    def wait_for_backfill(self, dag_id: str, backfill_id, *, expected: int, timeout: float = 900) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            runs = [r for r in self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+                    if r.get("run_type") == "backfill"]
+            if len(runs) >= expected and all(r["state"] in ("success", "failed") for r in runs):
+                return runs
+            time.sleep(5)
+        raise TimeoutError(f"backfill {backfill_id} of {dag_id} did not finish in {timeout}s")
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         out = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})

@@ -41,8 +41,8 @@ def test_dagbag_imports_without_errors_quickly_and_without_heavy_imports():
     assert {"countyhealth_nightly", "countyhealth_maintenance", "countyhealth_fhir_export"} <= set(result["dags"])
     assert result["seconds"] < 2.0, result
     assert result["heavy"] == [], f"heavy libraries imported at parse time: {result['heavy']}"
-    # 26 sources: 23 HIS × 4 streams, public health 2, contracts 1, registry 1; × (extract, validate) + 5 stages
-    assert result["tasks"] == (23 * 4 + 2 + 1 + 1) * 2 + 5
+    # 26 sources: 23 HIS × 4 streams, public health 2, contracts 1, registry 1; × (extract, validate) + 6 stages
+    assert result["tasks"] == (23 * 4 + 2 + 1 + 1) * 2 + 6
 
 
 @pytest.mark.airflow

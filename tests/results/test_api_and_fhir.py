@@ -38,6 +38,19 @@ def county_wh(duckdb_url):
     return wh
 
 
+def test_python_marking_equals_the_eligibility_sql(county_wh):
+    from countyhealth import results
+
+    for as_of in (dt.date(2026, 3, 3), dt.date(2026, 3, 20), dt.date(2026, 6, 1)):
+        with county_wh.engine.connect() as conn:
+            by_sql = results.eligible(conn, "P0000000001", as_of)
+            raw = [dict(r) for r in conn.execute(sa.text("SELECT * FROM shared_lab_result WHERE person_id = :p"),
+                                                 {"p": "P0000000001"}).mappings()]
+        by_python = results.marked(raw, as_of)
+        assert [(r["source_record_id"], r["mark"], r["reason"]) for r in by_sql] == \
+            [(r["source_record_id"], r["mark"], r["reason"]) for r in by_python]
+
+
 def test_exported_bundles_validate_and_carry_the_hr_mark(county_wh, tmp_path):
     path = fhir.export_person(county_wh, "P0000000001", tmp_path, as_of=dt.datetime(2026, 3, 3))
     bundle = json.loads(path.read_text())
@@ -71,7 +84,7 @@ def server(county_wh, tmp_path, monkeypatch):
 
     monkeypatch.setenv("COUNTYHEALTH_WAREHOUSE_URL", str(county_wh.engine.url))
     store = f"sqlite:///{tmp_path / 'api.sqlite'}"
-    app = api.create_app(warehouse_url=str(county_wh.engine.url), store=store)
+    app = api.create_app(warehouse_url=str(county_wh.engine.url), store=store, token_cache_seconds=0)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -123,6 +136,10 @@ def test_patient_and_reports_follow_merges_and_mask_ids(server):
     unmasked = requests.get(f"{url}/fhir/Patient/P0000000001", headers={"Authorization": f"Bearer {full}"}, timeout=5)
     assert "350125198001011238" in unmasked.text
     assert requests.get(f"{url}/fhir/Patient/P9999999999", headers=h, timeout=5).status_code == 404
+    everything = requests.get(f"{url}/fhir/Patient/P0000000002/$everything", headers=h, timeout=5).json()
+    fhir.validate(everything)
+    kinds = [e["resource"]["resourceType"] for e in everything["entry"]]
+    assert kinds[0] == "Patient" and kinds.count("Observation") == 3 and kinds.count("ImagingStudy") == 1
 
 
 def test_the_pipeline_can_refresh_while_the_api_serves(server):

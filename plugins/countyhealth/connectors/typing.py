@@ -166,6 +166,8 @@ class ConnectionRef(Model):
 class ValidationSettings(Model):
     max_failing_share: float = Field(0.2, ge=0.0, le=1.0, description="above this share of quarantined rows "
                                                                       "a batch is held (circuit breaker)")
+    min_rows: int = Field(50, ge=0, description="batches smaller than this are never held: one bad row in a "
+                                                "three-row batch is noise, not an outage (it is still quarantined)")
 
 
 class SourceBase(Model):

@@ -159,14 +159,40 @@ def refresh(wh, *, publish_snapshot: bool = True) -> RefreshSummary:
     return summary
 
 
+def _as_of(as_of) -> dt.datetime:
+    as_of = as_of or dt.datetime.now()
+    if isinstance(as_of, dt.date) and not isinstance(as_of, dt.datetime):
+        as_of = dt.datetime.combine(as_of, dt.time(23, 59, 59))
+    return as_of
+
+
+def marked(rows: list[dict], as_of=None, *, mark: str = "HR") -> list[dict]:
+    """Add ``mark`` and ``reason`` as of a date — the same rule as :data:`ELIGIBILITY_SQL` (a test keeps the
+    two equal), in Python for readers that fetched rows by person id (the API's fast path)."""
+    as_of = _as_of(as_of)
+    for r in rows:
+        valid_until = r.get("valid_until")
+        if r.get("static_reason"):
+            r["mark"], r["reason"] = None, r["static_reason"]
+        elif valid_until is not None and as_of <= valid_until:
+            r["mark"], r["reason"] = mark, None
+        elif valid_until is not None:
+            days = r.get("validity_days")
+            r["mark"] = None
+            r["reason"] = (f"已超过有效期 {days} 天 / past its {days}-day validity window (until "
+                           f"{valid_until.date().isoformat()})")
+        else:
+            r["mark"], r["reason"] = None, None
+    rows.sort(key=lambda r: r.get("source_record_id") or "")  # newest first, ties by record id (as the SQL)
+    rows.sort(key=lambda r: r.get("report_at") or dt.datetime.min, reverse=True)
+    return rows
+
+
 def eligible(conn, person_id: str, as_of: dt.datetime | dt.date | None = None, *, kind: str = "lab",
              mark: str = "HR") -> list[dict]:
     """A person's shared results with their 互认 mark and reason as of a date (default now), newest first.
     ``conn`` is a connection to the warehouse or to the API snapshot."""
-    as_of = as_of or dt.datetime.now()
-    if isinstance(as_of, dt.date) and not isinstance(as_of, dt.datetime):
-        as_of = dt.datetime.combine(as_of, dt.time(23, 59, 59))
     table = {"lab": "shared_lab_result", "exam": "shared_exam_report"}[kind]
     rows = conn.execute(sa.text(ELIGIBILITY_SQL.format(table=table)),
-                        {"as_of": as_of, "person_id": person_id, "mark": mark}).mappings().all()
+                        {"as_of": _as_of(as_of), "person_id": person_id, "mark": mark}).mappings().all()
     return [dict(r) for r in rows]

@@ -1,6 +1,7 @@
 """The read-only FHIR API over the shared results (FastAPI, which Airflow already brings; served by uvicorn).
 
     GET /fhir/Patient/{person_id}
+    GET /fhir/Patient/{person_id}/$everything   (the full shared history in one Bundle)
     GET /fhir/Observation?patient={person_id}[&recognised=true]
     GET /fhir/DiagnosticReport?patient={person_id}
     GET /fhir/metadata            (no token)
@@ -108,6 +109,25 @@ def revoke_token(name: str, url: str | None = None) -> int:
     return n
 
 
+class _TokenCache:
+    """Token hash → token row, re-read at most every ``ttl`` seconds (a revocation takes effect within it)."""
+
+    def __init__(self, engine: sa.Engine, ttl: float = 10.0):
+        self.engine, self.ttl = engine, ttl
+        self._rows: dict[str, tuple[float, dict | None]] = {}
+
+    def get(self, token_hash: str) -> dict | None:
+        hit = self._rows.get(token_hash)
+        now = time.monotonic()
+        if hit and now - hit[0] < self.ttl:
+            return hit[1]
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(API_TOKEN).where(API_TOKEN.c.token_hash == token_hash)).mappings().first()
+        value = dict(row) if row and row["revoked_at"] is None else None
+        self._rows[token_hash] = (now, value)
+        return value
+
+
 class Reader:
     """Connections to wherever the shared results are read from, switching to a newer snapshot when one
     appears (DuckDB) — checked at most once a second."""
@@ -128,6 +148,21 @@ class Reader:
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def rows(self, table: str, person_id: str) -> list[dict]:
+        """A person's rows of a shared table; on the DuckDB snapshot through a raw cursor (no SQL layer)."""
+        if not self.is_duckdb:
+            with self.engine().connect() as conn:
+                return [dict(r) for r in conn.execute(sa.text(f"SELECT * FROM {table} WHERE person_id = :p"),
+                                                      {"p": person_id}).mappings().all()]
+        raw = self.engine().raw_connection()
+        try:
+            cur = raw.driver_connection.cursor()
+            cur.execute(f"SELECT * FROM {table} WHERE person_id = ?", [person_id])
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            raw.close()
 
     def engine(self) -> sa.Engine:
         if not self.is_duckdb:
@@ -154,13 +189,14 @@ class Reader:
             return self._engine
 
 
-def create_app(*, warehouse_url: str | None = None, store: str | None = None):
+def create_app(*, warehouse_url: str | None = None, store: str | None = None, token_cache_seconds: float = 10.0):
     from countyhealth import results
     from countyhealth.results import fhir
 
     app = FastAPI(title="countyhealth shared results (FHIR R4)", docs_url=None, redoc_url=None)
     reader = Reader(warehouse_url)
     audit_engine = store_engine(store)
+    tokens = _TokenCache(audit_engine, token_cache_seconds)
 
     def outcome(status: int, text: str) -> JSONResponse:
         return JSONResponse(status_code=status, media_type="application/fhir+json", content={
@@ -179,29 +215,25 @@ def create_app(*, warehouse_url: str | None = None, store: str | None = None):
         if not authorization or not authorization.startswith("Bearer "):
             audit(request, None, person_id, 401, None)
             raise HTTPException(401, "a bearer token is required (countyhealth results token create)")
-        with audit_engine.connect() as conn:
-            row = conn.execute(sa.select(API_TOKEN).where(API_TOKEN.c.token_hash == hash_token(authorization[7:].strip()))
-                               ).mappings().first()
-        if row is None or row["revoked_at"] is not None:
+        token = tokens.get(hash_token(authorization[7:].strip()))
+        if token is None:
             audit(request, None, person_id, 401, None)
             raise HTTPException(401, "unknown or revoked token")
-        token = dict(row)
         if facility and facility != token["facility_code"]:
             audit(request, token, person_id, 403, None)
             raise HTTPException(403, f"this token belongs to another facility than {facility}")
         return token
 
-    def active_person(conn, person_id: str) -> str | None:
+    def active_person(person_id: str) -> str | None:
         seen = set()
         while person_id not in seen:
             seen.add(person_id)
-            row = conn.execute(sa.text("SELECT status, merged_into FROM empi_person WHERE person_id = :p"),
-                               {"p": person_id}).first()
-            if row is None:
+            rows = reader.rows("empi_person", person_id)
+            if not rows:
                 return None
-            if row[0] != "merged" or not row[1]:
+            if rows[0]["status"] != "merged" or not rows[0]["merged_into"]:
                 return person_id
-            person_id = row[1]
+            person_id = rows[0]["merged_into"]
         return person_id
 
     @app.exception_handler(HTTPException)
@@ -226,12 +258,11 @@ def create_app(*, warehouse_url: str | None = None, store: str | None = None):
     def _search(request: Request, patient: str, authorization, facility, build):
         person_id = patient.split("/")[-1]
         token = authorise(request, authorization, facility, person_id)
-        with reader.engine().connect() as conn:
-            active = active_person(conn, person_id)
-            if active is None:
-                audit(request, token, person_id, 404, 0)
-                raise HTTPException(404, f"no person {person_id}")
-            resources = build(conn, active, token)
+        active = active_person(person_id)
+        if active is None:
+            audit(request, token, person_id, 404, 0)
+            raise HTTPException(404, f"no person {person_id}")
+        resources = build(active, token)
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
                   "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                             for r in resources]}
@@ -242,25 +273,40 @@ def create_app(*, warehouse_url: str | None = None, store: str | None = None):
     def read_patient(person_id: str, request: Request, authorization: str | None = Header(None),
                      x_facility_code: str | None = Header(None)):
         token = authorise(request, authorization, x_facility_code, person_id)
-        with reader.engine().connect() as conn:
-            active = active_person(conn, person_id)
-            if active is None:
-                audit(request, token, person_id, 404, 0)
-                raise HTTPException(404, f"no person {person_id}")
-            golden = conn.execute(sa.text("SELECT * FROM golden_person WHERE person_id = :p"),
-                                  {"p": active}).mappings().first()
-        res = fhir.patient(active, dict(golden) if golden else None,
+        active = active_person(person_id)
+        if active is None:
+            audit(request, token, person_id, 404, 0)
+            raise HTTPException(404, f"no person {person_id}")
+        golden = (reader.rows("golden_person", active) or [None])[0]
+        res = fhir.patient(active, golden,
                            show_identifiers=bool(token["can_see_identifiers"]))
         if active != person_id:
             res["link"] = [{"other": {"reference": f"Patient/{person_id}"}, "type": "replaces"}]
         audit(request, token, active, 200, 1)
         return JSONResponse(content=res, media_type="application/fhir+json")
 
+    @app.get("/fhir/Patient/{person_id}/$everything")
+    def everything(person_id: str, request: Request, authorization: str | None = Header(None),
+                   x_facility_code: str | None = Header(None)):
+        """The person's full shared history in one Bundle: Patient, lab reports with observations, exam
+        reports with imaging studies (FHIR's Patient $everything, limited to what is shared)."""
+        token = authorise(request, authorization, x_facility_code, person_id)
+        active = active_person(person_id)
+        if active is None:
+            audit(request, token, person_id, 404, 0)
+            raise HTTPException(404, f"no person {person_id}")
+        bundle = fhir.bundle_for(active, (reader.rows("golden_person", active) or [None])[0],
+                                 results.marked(reader.rows("shared_lab_result", active)),
+                                 results.marked(reader.rows("shared_exam_report", active)),
+                                 show_identifiers=bool(token["can_see_identifiers"]), bundle_type="searchset")
+        audit(request, token, active, 200, len(bundle["entry"]))
+        return JSONResponse(content=bundle, media_type="application/fhir+json")
+
     @app.get("/fhir/Observation")
     def search_observation(patient: str, request: Request, recognised: bool | None = None,
                            authorization: str | None = Header(None), x_facility_code: str | None = Header(None)):
-        def build(conn, person_id, token):
-            rows = results.eligible(conn, person_id, dt.datetime.now(), kind="lab")
+        def build(person_id, token):
+            rows = results.marked(reader.rows("shared_lab_result", person_id))
             if recognised is not None:
                 rows = [r for r in rows if bool(r["mark"]) == recognised]
             return [fhir.observation(r) for r in rows]
@@ -269,14 +315,14 @@ def create_app(*, warehouse_url: str | None = None, store: str | None = None):
     @app.get("/fhir/DiagnosticReport")
     def search_report(patient: str, request: Request, authorization: str | None = Header(None),
                       x_facility_code: str | None = Header(None)):
-        def build(conn, person_id, token):
+        def build(person_id, token):
             out = []
             by_report: dict = {}
-            for r in results.eligible(conn, person_id, dt.datetime.now(), kind="lab"):
+            for r in results.marked(reader.rows("shared_lab_result", person_id)):
                 by_report.setdefault((r["source_id"], r["report_number"]), []).append(r)
             for rows in by_report.values():
                 out.append(fhir.lab_report(rows)[0])
-            for r in results.eligible(conn, person_id, dt.datetime.now(), kind="exam"):
+            for r in results.marked(reader.rows("shared_exam_report", person_id)):
                 out.append(fhir.exam_report(r)[0])
             return out
         return _search(request, patient, authorization, x_facility_code, build)

@@ -216,28 +216,36 @@ def _fhir_id(text: str) -> str:
     return clean if len(clean) <= 64 else clean[:40] + "-" + hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def person_bundle(conn, person_id: str, *, as_of: dt.datetime | None = None, show_identifiers: bool = False) -> dict:
-    """A collection Bundle: the person's Patient, lab DiagnosticReports with Observations, exam reports with
-    ImagingStudies — everything validated by fhir.resources before it is returned."""
-    from countyhealth import results
-
-    golden = conn.execute(sa.text("SELECT * FROM golden_person WHERE person_id = :p"), {"p": person_id}).mappings().first()
-    entries = [patient(person_id, dict(golden) if golden else None, show_identifiers=show_identifiers)]
-    labs = results.eligible(conn, person_id, as_of, kind="lab")
+def bundle_for(person_id: str, golden: dict | None, labs: list[dict], exams: list[dict], *,
+               show_identifiers: bool = False, bundle_type: str = "collection") -> dict:
+    """A Bundle of the person's Patient, lab DiagnosticReports with their Observations and exam reports with
+    ImagingStudies, from rows already marked (:func:`countyhealth.results.marked` / ``eligible``)."""
+    entries = [patient(person_id, golden, show_identifiers=show_identifiers)]
     by_report: dict[tuple, list] = {}
     for r in labs:
         by_report.setdefault((r["source_id"], r["report_number"]), []).append(r)
     for rows in by_report.values():
         report, observations = lab_report(rows)
         entries += [report, *observations]
-    for r in results.eligible(conn, person_id, as_of, kind="exam"):
+    for r in exams:
         report, study = exam_report(r)
         entries.append(report)
         if study:
             entries.append(study)
-    bundle = {"resourceType": "Bundle", "type": "collection", "id": _fhir_id(f"person-{person_id}"),
-              "timestamp": _ts(dt.datetime.now()),
-              "entry": [{"fullUrl": f"urn:countyhealth:{e['resourceType']}/{e['id']}", "resource": e} for e in entries]}
+    return {"resourceType": "Bundle", "type": bundle_type, "id": _fhir_id(f"person-{person_id}"),
+            "timestamp": _ts(dt.datetime.now()), "total": len(entries) if bundle_type == "searchset" else None,
+            "entry": [{"fullUrl": f"urn:countyhealth:{e['resourceType']}/{e['id']}", "resource": e} for e in entries]}
+
+
+def person_bundle(conn, person_id: str, *, as_of: dt.datetime | None = None, show_identifiers: bool = False) -> dict:
+    """The person's collection Bundle from the warehouse — validated by fhir.resources before it is returned."""
+    from countyhealth import results
+
+    golden = conn.execute(sa.text("SELECT * FROM golden_person WHERE person_id = :p"), {"p": person_id}).mappings().first()
+    bundle = bundle_for(person_id, dict(golden) if golden else None,
+                        results.eligible(conn, person_id, as_of, kind="lab"),
+                        results.eligible(conn, person_id, as_of, kind="exam"), show_identifiers=show_identifiers)
+    bundle.pop("total")
     validate(bundle)
     return bundle
 

@@ -63,7 +63,7 @@ class CountyConfig:
     villages_per_township: int = 13
     his_url_template: str | None = None  # e.g. postgresql+psycopg://u@h/db_{facility}; default SQLite files
     noise: NoiseRates = field(default_factory=NoiseRates)
-    visits_per_resident_year: float = 3.0
+    visits_per_resident_year: float = 6.0  # China: ~6 outpatient visits per person a year
 
 
 STATE_FILE = ".generator-state.pickle"  # what `simulate advance` needs to continue where generation stopped
