@@ -86,7 +86,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -179,7 +179,7 @@ class BatchWriter:
             os.fsync(fh.fileno())
         final = self.dir / self._tmp.name[1:-4]
         os.replace(self._tmp, final)
-        self.files.append(LandedFile(final.name, self._part_rows, _sha256(final)))
+        self.files.append(LandedFile(final.name, self._part_rows, sha256_file(final)))
         self._writer = None
         self._tmp = None
 
@@ -218,7 +218,7 @@ def verify(path: Path) -> Manifest:
         p = path / f.path
         if not p.exists():
             raise LandingError(f"batch {manifest.batch_id}: {f.path} is missing; re-extract the batch")
-        if _sha256(p) != f.sha256:
+        if sha256_file(p) != f.sha256:
             raise LandingError(f"batch {manifest.batch_id}: {f.path} does not match its sha256; it was altered")
     return manifest
 

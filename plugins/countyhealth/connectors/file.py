@@ -16,7 +16,6 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from countyhealth import settings
+from countyhealth.landing import sha256_file
 from countyhealth.connectors.base import Connector, Extraction, ExtractError, ExtractWindow, raw_batch, \
     raw_batch_from_records
 from countyhealth.connectors.typing import FileSource, FileStream
@@ -35,14 +35,6 @@ log = logging.getLogger(__name__)
 
 
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".json": "jsonl"}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def detect_encoding(path: Path, sample: int = 1 << 20) -> str:
