@@ -1,0 +1,72 @@
+"""`countyhealth sources check|new|list|fields` on a simulated county's real sources."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from countyhealth.connectors.commands import sources
+from countyhealth.simulate.county import CountyConfig, generate
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from county_env import make_env  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmd-county") / "county"
+    generate(out, CountyConfig(seed=3, residents=800, days=1, county_hospitals=1, townships=1, villages_per_township=2))
+    return out
+
+
+def test_check_connects_counts_and_shows_masked_samples(tmp_path, template, monkeypatch):
+    env = make_env(tmp_path, template, monkeypatch)
+    try:
+        result = CliRunner().invoke(sources, ["check", "public_health", "--rows", "5"])
+        assert result.exit_code == 0, result.output
+        out = result.output
+        assert "config valid" in out and "health_records:" in out and "rows" in out
+        assert "→ person" in out and "id_number=" in out
+        for line in out.splitlines():  # no full ID number or mobile in what a clerk sees on screen
+            for token in line.replace(",", " ").split():
+                value = token.split("=", 1)[-1]
+                assert not (len(value) == 18 and value[:17].isdigit()), line
+                assert not (len(value) == 11 and value.isdigit() and value.startswith("1")), line
+        his = CliRunner().invoke(sources, ["check", "his_w350125101"])
+        assert his.exit_code == 0 and "lab_results:" in his.output, his.output
+    finally:
+        env.stop()
+
+
+def test_check_reports_an_unreachable_source_and_exits_non_zero(tmp_path, template, monkeypatch):
+    env = make_env(tmp_path, template, monkeypatch)
+    env.stop()  # the platform is down
+    monkeypatch.setenv("AIRFLOW_CONN_PUBLIC_HEALTH", "http://k:s@127.0.0.1:9")  # nothing listens there
+    result = CliRunner().invoke(sources, ["check", "public_health"])
+    assert result.exit_code == 1 and "cannot reach the source" in result.output
+
+
+def test_new_scaffolds_a_file_check_accepts(tmp_path, monkeypatch):
+    monkeypatch.setenv("COUNTYHEALTH_SOURCES_DIR", str(tmp_path))
+    result = CliRunner().invoke(sources, ["new", "lis_maternal", "--kind", "rest", "--dataset", "lab_result",
+                                          "--facility-code", "H350125003"])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "lis_maternal.yaml").read_text()
+    assert "kind: rest" in text and "REQUIRED" in text and "report_at" in text
+    again = CliRunner().invoke(sources, ["new", "lis_maternal", "--kind", "rest"])
+    assert again.exit_code != 0 and "exists already" in again.output
+    bad = CliRunner().invoke(sources, ["new", "Bad-Name", "--kind", "sql"])
+    assert bad.exit_code != 0
+    (tmp_path / "lis_maternal.yaml").write_text(text.replace("SOURCE_COLUMN", "x"))
+    check = CliRunner().invoke(sources, ["check", "lis_maternal", "--offline"])
+    assert check.exit_code == 0 and "config valid" in check.output
+
+
+def test_list_and_fields():
+    listed = CliRunner().invoke(sources, ["list"])
+    assert listed.exit_code == 0 and "his_w350125101" in listed.output and "→ contract, person" in listed.output
+    fields = CliRunner().invoke(sources, ["fields", "lab_result"])
+    assert "* report_number" in fields.output and "DE01.00.018.00" in fields.output
