@@ -46,6 +46,7 @@ def main() -> None:
           f"{secs:.0f} s, peak RSS {peak:,.0f} MB.\n")
     print("| source rows | total | note |\n| --- | ---: | --- |")
     notes = {"health records": "backlog: ~92% of residents", "follow-ups": "backlog + due each day",
+             "facilities": "the registry", "HIS patients": "registered at first visit",
              "contract rows": "backlog + daily events"}
     for k, v in sorted(totals.items()):
         print(f"| {k} | {v:,} | {notes.get(k, f'~{v // max(1, args.days):,} per day')} |")
