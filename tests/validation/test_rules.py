@@ -5,38 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pyarrow as pa
 import pytest
 
+from canonical_rows import BASE, NOW, T, context, table
+
 from countyhealth import model
-from countyhealth.validation import ValidationContext, validate_dataset
+from countyhealth.validation import validate_dataset
 from countyhealth.validation.suites import all_rules
-
-NOW = dt.datetime(2026, 3, 10, 12, 0)
-T = dt.datetime(2026, 3, 1, 9, 0)
-ID = "350125198001011238"  # valid: born 1980-01-01, male
-
-BASE = {
-    "facility": {"name": "永泰县医院", "level": "county"},
-    "person": {"name": "陈伟", "sex_code": "1", "birth_date": dt.date(1980, 1, 1), "id_type_code": "01",
-               "id_number": ID, "health_record_number": "35012510100100001", "phone": "13912345678"},
-    "encounter": {"person_source_record_id": "P1", "encounter_type": "outpatient", "start_at": T,
-                  "end_at": T + dt.timedelta(days=3), "diagnosis_code": "I10", "other_diagnosis_codes": "E11.9;J06.9"},
-    "lab_result": {"person_source_record_id": "P1", "report_number": "R1", "report_at": T + dt.timedelta(hours=3),
-                   "collected_at": T, "received_at": T + dt.timedelta(minutes=20),
-                   "tested_at": T + dt.timedelta(hours=1), "item_code_local": "JY011", "value_numeric": 99.0,
-                   "value_text": "99.00", "unit": "mg/dL", "abnormal_flag": "N", "result_status": "final"},
-    "exam_report": {"person_source_record_id": "P1", "report_number": "E1", "report_at": T + dt.timedelta(hours=2),
-                    "exam_at": T, "exam_category": "CT", "findings": "未见异常", "impression": "未见明显异常",
-                    "result_status": "final"},
-    "chronic_followup": {"person_source_record_id": "D1", "condition": "diabetes", "visit_date": dt.date(2026, 3, 1),
-                         "visit_mode": "1", "sbp": 138, "dbp": 86, "heart_rate": 72, "weight_kg": 63.5, "bmi": 24.2,
-                         "fasting_glucose": 7.2, "glucose_unit": "mmol/L", "hba1c": 7.1, "salt_intake": "2",
-                         "adherence": "1", "classification": "1", "next_visit_date": dt.date(2026, 6, 1)},
-    "contract": {"person_source_record_id": "Q1", "contract_number": "XY1", "event": "sign", "team_code": "T10101",
-                 "package_type": "03", "sign_date": dt.date(2026, 3, 1), "begin_date": dt.date(2026, 3, 1),
-                 "end_date": dt.date(2027, 2, 28), "status": "signed", "resident_key": "k1"},
-}
 
 # how to break each rule that is not a plain completeness / value-set rule
 SPECIAL = {
@@ -55,9 +30,6 @@ SPECIAL = {
     "lab_result.completeness.result_value": {"value_numeric": None, "value_text": None},
     "lab_result.conformance.value_operator": {"value_operator": "~"},
     "lab_result.plausibility.report_at_not_in_future": {"report_at": NOW + dt.timedelta(days=400)},
-    "lab_result.plausibility.collected_at_not_in_future": {
-        "collected_at": NOW + dt.timedelta(days=1), "received_at": None, "tested_at": None,
-        "report_at": NOW - dt.timedelta(hours=1)},
     "lab_result.plausibility.received_after_collected": {"received_at": T - dt.timedelta(minutes=5)},
     "lab_result.plausibility.tested_after_received": {"tested_at": T + dt.timedelta(minutes=10)},
     "lab_result.plausibility.reported_after_tested": {"tested_at": T + dt.timedelta(hours=4), "received_at": None},
@@ -83,32 +55,17 @@ SPECIAL = {
     "contract.plausibility.sign_date_not_in_future": {"sign_date": dt.date(2027, 5, 1)},
     "contract.plausibility.end_not_before_begin": {"end_date": dt.date(2026, 2, 1)},
     "contract.plausibility.termination_date_and_reason": {"termination_date": dt.date(2026, 3, 2)},
+    "contract.conformance.termination_reason_code": {"termination_date": dt.date(2026, 3, 2), "termination_reason": "Z"},
 }
 # events before the patient's birth: the same event, for a patient born after it (no other rule sees that)
 SPECIAL.update({f"{ds}.plausibility.{col}_after_birth": {"person_source_record_id": "BORN_LATER"}
                 for ds, col in [("encounter", "start_at"), ("lab_result", "report_at"), ("exam_report", "report_at"),
                                 ("chronic_followup", "visit_date"), ("contract", "sign_date")]})
-BIRTH_DATES = {"P1": dt.date(1980, 1, 1), "D1": dt.date(1950, 5, 2), "Q1": dt.date(1962, 7, 30),
-               "BORN_LATER": dt.date(2026, 3, 5)}
 # rules that need a second row to break (e.g. an overlapping contract for the same resident)
 PAIRED = {
     "contract.plausibility.no_overlapping_active_contracts": {"contract_number": "XY2", "begin_date": dt.date(2026, 6, 1),
                                                               "end_date": dt.date(2027, 5, 31)},
 }
-
-
-def table(dataset: str, rows: list[dict]) -> pa.Table:
-    full = []
-    for i, row in enumerate(rows):
-        full.append({"source_id": "src", "source_record_id": f"r{i}", "facility_code": "W350125101", "batch_id": "b",
-                     **row})
-    return model.conform(dataset, pa.Table.from_pylist(full, schema=model.schema(dataset))).append_column(
-        "_row", pa.array([100 + i for i in range(len(rows))], pa.int64()))
-
-
-def context() -> ValidationContext:
-    return ValidationContext(source_id="src", batch_id="b", load_time=NOW, code_system="his_vendor_b",
-                             birth_dates=BIRTH_DATES)
 
 
 RULES = all_rules()

@@ -6,22 +6,24 @@ The suites are GX JSON in ``expectations/``; the custom expectations are in :mod
 flow (files beside the landed batch, the single-writer load that writes quarantine and audit rows) is
 :mod:`countyhealth.pipeline`.
 
-Speed: GX on pandas costs about 14× a bare pandas mask for the same rule, so rows are validated in bounded
-chunks in one long-lived GX context per process, every row-level custom metric is vectorised (or computed
-once per distinct value: IDs and item codes repeat), and nothing runs row by row in Python.
-This module imports nothing heavy; GX loads on the first call.
+Speed (docs/validation.md, measured in bench/bench_validation.py): one long-lived GX context per process;
+bounded chunks; GX gets only the columns its suite reads, indexed by ``_row`` and in the dtypes its metrics
+vectorise; custom metrics are vectorised (:mod:`.row_checks`); rules that cannot fail on a chunk (their
+columns hold no value) are skipped; an empty table costs nothing. This module imports nothing heavy; GX
+loads on the first call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from countyhealth import privacy
+from countyhealth import model, privacy
 from countyhealth.validation.issues import ISSUE_SCHEMA, empty, issues_table
 
 CHUNK_ROWS = 200_000  # rows per GX batch: bounds the pandas copy (~0.5 KB/row) whatever the landed batch size
@@ -37,7 +39,8 @@ class ValidationContext:
     code_system: str | None = None  # the source's local lab/exam code system (which county item a local code is)
     max_failing_share: float = 0.2  # the circuit breaker: more than this share of rows failing holds the batch
     # person_source_record_id -> birth date of that patient in the same source, for "events after birth";
-    # rows whose patient is not in it are not judged by those rules (see birth_dates_of())
+    # rows whose patient is not in it are not judged by those rules (see birth_dates_of()). Read once per
+    # context (cached on it): build a new context when the mapping changes.
     birth_dates: Mapping[str, dt.date] | None = None
     chunk_rows: int = CHUNK_ROWS
 
@@ -54,6 +57,8 @@ class DatasetOutcome:
     threshold: float
     held: bool
     rule_counts: dict = field(default_factory=dict)  # rule_id -> rows
+    source_id: str = ""
+    batch_id: str = ""
 
 
 class ValidationError(RuntimeError):
@@ -63,7 +68,7 @@ class ValidationError(RuntimeError):
 def _value_text(value) -> str | None:
     if value is None:
         return None
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
@@ -80,6 +85,20 @@ def _mask(column: str | None, value: str | None) -> str | None:
     return privacy.scrub(value)[:200]
 
 
+def _masked(issues: pa.Table) -> pa.Table:
+    """Issues from elsewhere (mapping) with their values masked as ours are — whatever the producer did."""
+    issues = issues.select(ISSUE_SCHEMA.names).cast(ISSUE_SCHEMA)
+    seen: dict = {}
+    values = []
+    for column, value in zip(issues.column("column").to_pylist(), issues.column("value").to_pylist()):
+        key = (column, value)
+        if key not in seen:
+            seen[key] = _mask(column, value)
+        values.append(seen[key])
+    return issues.set_column(ISSUE_SCHEMA.get_field_index("value"), ISSUE_SCHEMA.field("value"),
+                             pa.array(values, pa.string()))
+
+
 def birth_dates_of(person: pa.Table) -> dict[str, dt.date]:
     """``source_record_id -> birth_date`` of canonical person rows (for :attr:`ValidationContext.birth_dates`)."""
     ids = person.column("source_record_id").to_pylist()
@@ -87,18 +106,73 @@ def birth_dates_of(person: pa.Table) -> dict[str, dt.date]:
     return {i: b for i, b in zip(ids, births) if i is not None and b is not None}
 
 
-def _frame(dataset: str, table: pa.Table, context: ValidationContext):
-    """The chunk as GX's pandas batch: dates as datetime64 (compared with the run-time parameters), ints
-    nullable, plus the derived columns the suites name (``_birth_date``)."""
+_NS_MIN, _NS_MAX = dt.datetime(1678, 1, 1), dt.datetime(2262, 1, 1)  # what datetime64[ns] can hold
+
+
+def _gx_column(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as GX's pandas metrics compute fastest: GX vectorises ``between`` only for float64/int64 and
+    datetime64[ns] (other dtypes go value by value through Python), so dates and timestamps become
+    timestamp[ns] — clipped into its range first, so a typo like 9999-01-01 still fails "not in the future"
+    instead of overflowing — and integers float64 (nulls as NaN). Issue values come from the original table."""
+    typ = col.type
+    if pa.types.is_date(typ) or pa.types.is_timestamp(typ):
+        ts = col.cast(pa.timestamp("us")) if pa.types.is_date(typ) else col
+        lo, hi = pa.scalar(_NS_MIN, pa.timestamp("us")), pa.scalar(_NS_MAX, pa.timestamp("us"))
+        return pc.min_element_wise(pc.max_element_wise(ts, lo, skip_nulls=False), hi, skip_nulls=False).cast(
+            pa.timestamp("ns"))
+    if pa.types.is_integer(typ):
+        return col.cast(pa.float64())
+    return col
+
+
+def _birth_dates_series(context: ValidationContext):
+    """``birth_dates`` as a pandas Series (person id -> datetime64[ns]), built once per context."""
     import pandas as pd
 
-    frame = table.to_pandas(date_as_object=False, types_mapper={pa.int32(): pd.Int32Dtype(),
-                                                                pa.int64(): pd.Int64Dtype()}.get)
-    if "person_source_record_id" in frame.columns:
-        births = frame["person_source_record_id"].map(context.birth_dates) if context.birth_dates else None
-        frame[BIRTH_DATE] = pd.to_datetime(births, errors="coerce") if births is not None else pd.NaT
-        frame[BIRTH_DATE] = frame[BIRTH_DATE].astype("datetime64[us]")
+    cached = getattr(context, "_birth_series", None)
+    if cached is None:
+        births = context.birth_dates or {}
+        cached = pd.Series(pd.to_datetime(list(births.values()), errors="coerce"), index=list(births.keys()),
+                           dtype="datetime64[ns]")
+        cached = cached[~cached.index.duplicated()]
+        object.__setattr__(context, "_birth_series", cached)
+    return cached
+
+
+def _frame(dataset: str, table: pa.Table, context: ValidationContext, columns: list[str] | None = None):
+    """The chunk as GX's pandas batch: only the ``columns`` the suite reads (default: all), index = ``_row``
+    (GX's COMPLETE results then list failing rows by index label, cheaply), GX-friendly dtypes, plus the
+    derived columns the suites name (``_birth_date``)."""
+    import pandas as pd
+
+    wanted = [c for c in (columns or table.column_names) if c in table.column_names and c != "_row"]
+    derive_birth = "person_source_record_id" in table.column_names and (columns is None or BIRTH_DATE in columns)
+    if derive_birth and "person_source_record_id" not in wanted:
+        wanted.append("person_source_record_id")  # the key _birth_date is looked up by
+    cols = {name: _gx_column(table.column(name)) for name in wanted}
+    frame = pa.table(cols).to_pandas()
+    frame.index = pd.Index(table.column("_row").to_numpy(), dtype="int64")
+    if derive_birth:
+        births = _birth_dates_series(context)
+        if len(births):
+            frame[BIRTH_DATE] = frame["person_source_record_id"].map(births).astype("datetime64[ns]")
+        else:
+            frame[BIRTH_DATE] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
     return frame
+
+
+def _exception_message(info) -> str | None:
+    """GX reports a failed metric either as ``{"raised_exception": True, ...}`` or, per metric, as
+    ``{metric_id: {"raised_exception": True, ...}}`` (then ``success`` is False and ``result`` empty — which
+    would otherwise read as "no failing rows")."""
+    if not info:
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
 
 
 def _check_chunk(dataset: str, table: pa.Table, context: ValidationContext) -> list[tuple]:
@@ -109,28 +183,34 @@ def _check_chunk(dataset: str, table: pa.Table, context: ValidationContext) -> l
     run = suites.runner()
     params = {"now": pd.Timestamp(context.load_time), "code_system": context.code_system or "",
               "earliest_birth_date": pd.Timestamp(EARLIEST_BIRTH_DATE)}
-    result = run.run(dataset, _frame(dataset, table, context), params)
+    all_null = {c for c in table.column_names if table.column(c).null_count == table.num_rows}
+    if "person_source_record_id" in table.column_names and not context.birth_dates:
+        all_null.add(BIRTH_DATE)
+    skip = frozenset(r.rule_id for r in run.rules[dataset] if suites.vacuous(r, all_null))
+    result = run.run(dataset, _frame(dataset, table, context, run.columns[dataset]), params, skip)
     by_id = {r.rule_id: r for r in run.rules[dataset]}
-    row_pos = pc.index_in  # position of each failing _row in the chunk
     found: list[tuple] = []
     for res in result.results:
         meta = res.expectation_config.meta or {}
         rule = by_id.get(meta.get("rule_id"))
         if rule is None:
             continue
-        info = res.exception_info or {}
-        if info.get("raised_exception"):
+        problem = _exception_message(res.exception_info)
+        if problem is None and not res.success and "unexpected_index_list" not in (res.result or {}):
+            problem = "it returned no row-level result (is it a row-level expectation?)"
+        if problem is not None:
             raise ValidationError(f"rule {rule.rule_id} could not run on {dataset} (source {context.source_id}, "
-                                  f"batch {context.batch_id}): "
-                                  f"{privacy.scrub(str(info.get('exception_message')))[:300]}")
+                                  f"batch {context.batch_id}): {privacy.scrub(problem)[:300]} — fix "
+                                  f"expectations/{dataset}.json or the data it names")
         if res.success:
             continue
-        rows = pa.array([int(i["_row"]) for i in res.result.get("unexpected_index_list") or []], pa.int64())
+        rows = pa.array(res.result.get("unexpected_index_list") or [], pa.int64())  # index labels = _row
         if not len(rows):
             continue
         column = rule.column if rule.column in table.column_names else None
         if column is not None:
-            values = pc.take(table.column(column), row_pos(rows, value_set=table.column("_row"))).to_pylist()
+            positions = pc.index_in(rows, value_set=table.column("_row"))  # where each failing _row sits in the chunk
+            values = pc.take(table.column(column), positions).to_pylist()
             masked = {}
             texts = []
             for v in values:  # failing rows only; masking once per distinct value
@@ -149,13 +229,20 @@ def validate_dataset(dataset: str, table: pa.Table, context: ValidationContext,
     """Run the dataset's suite over ``table`` (canonical schema + ``_row``) in bounded chunks."""
     if "_row" not in table.column_names:
         raise ValueError("validate_dataset needs the `_row` column (each row's position in its landed batch)")
+    missing = [n for n in model.schema(dataset).names if n not in table.column_names]
+    if missing:
+        raise ValueError(f"{dataset} rows from {context.source_id} (batch {context.batch_id}) lack the canonical "
+                         f"columns {', '.join(missing)}: map them with model.conform() before validating")
     found: list[tuple] = []
+    if table.num_rows == 0:  # nothing to check: no GX call (a nightly run has many empty streams)
+        return DatasetOutcome(dataset, table, _masked(prior_issues) if prior_issues is not None else empty(),
+                              0, 0, 0, 0.0, context.max_failing_share, False, {}, context.source_id, context.batch_id)
     step = max(1, context.chunk_rows)
     for start in range(0, table.num_rows, step):
         found.extend(_check_chunk(dataset, table.slice(start, step), context))
     issues = issues_table(found) if found else empty()
     if prior_issues is not None and prior_issues.num_rows:
-        issues = pa.concat_tables([prior_issues.cast(ISSUE_SCHEMA), issues])
+        issues = pa.concat_tables([_masked(prior_issues), issues])
     errors = issues.filter(pc.equal(issues.column("severity"), "error"))
     bad_rows = pc.unique(errors.column("_row"))
     warned = pc.unique(issues.filter(pc.equal(issues.column("severity"), "warning")).column("_row"))
@@ -170,4 +257,4 @@ def validate_dataset(dataset: str, table: pa.Table, context: ValidationContext,
         per_rule = issues.group_by("rule_id").aggregate([("_row", "count_distinct")])
         counts = dict(zip(per_rule.column("rule_id").to_pylist(), per_rule.column("_row_count_distinct").to_pylist()))
     return DatasetOutcome(dataset, clean, issues, rows_in, quarantined, flagged, share, context.max_failing_share,
-                          share > context.max_failing_share, counts)
+                          share > context.max_failing_share, counts, context.source_id, context.batch_id)

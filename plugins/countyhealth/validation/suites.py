@@ -13,9 +13,9 @@ context and suites ~0.5 s): every chunk of every batch validated in a process sh
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -84,13 +84,56 @@ def all_rules(folder: Path | None = None) -> list[Rule]:
     return [r for ds in model.DATASET_NAMES for r in load_rules(ds, folder)]
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def columns_used(rules: list[Rule]) -> list[str]:
+    """Every column the rules read (``column``, ``column_A``/``column_B``, ``column_list`` and names inside a
+    ``row_condition``), in first-use order. Validation hands GX only these: GX copies and fingerprints the
+    whole frame per chunk and per expectation domain, so unused columns cost time for nothing."""
+    seen: dict[str, None] = {}
+    for r in rules:
+        kw = r.kwargs
+        for name in [kw.get("column"), kw.get("column_A"), kw.get("column_B"), *(kw.get("column_list") or [])]:
+            if name:
+                seen.setdefault(name, None)
+        for name in _NAME.findall(kw.get("row_condition") or ""):
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+# expectations that fail on missing values: never skipped, whatever the chunk holds
+_NULLS_FAIL = {"expect_column_values_to_not_be_null", "expect_any_of_columns_to_be_present"}
+
+
+def rule_columns(rule: Rule) -> list[str]:
+    """The columns a rule judges (not those of its row_condition)."""
+    kw = rule.kwargs
+    return [c for c in [kw.get("column"), kw.get("column_A"), kw.get("column_B"), *(kw.get("column_list") or [])] if c]
+
+
+def vacuous(rule: Rule, all_null: set[str]) -> bool:
+    """True when the rule cannot fail on this chunk because the columns it judges hold no value at all (GX
+    ignores missing values in every expectation but the two in ``_NULLS_FAIL``; a column-pair rule ignores
+    rows where either is missing). Skipping such rules saves GX's fixed cost per expectation — ~25 ms, which
+    is most of the time on the many small nightly batches, where sources leave whole columns empty."""
+    if rule.expectation_type in _NULLS_FAIL:
+        return False
+    cols = rule_columns(rule)
+    if rule.expectation_type == "expect_column_pair_values_a_to_be_greater_than_b":
+        return any(c in all_null for c in cols)
+    return bool(cols) and all(c in all_null for c in cols)
+
+
 class GxRunner:
     """The process's GX context with one validation definition per dataset."""
 
     def __init__(self, folder: Path | None = None):
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
-        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
 
         from countyhealth.validation import expectations as _custom  # noqa: F401 - registers our expectations
 
@@ -99,7 +142,9 @@ class GxRunner:
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self.context.data_sources.add_pandas("countyhealth")
         self.definitions = {}
+        self._subsets: dict[tuple[str, frozenset], object] = {}  # suites without the vacuous rules of a chunk
         self.rules: dict[str, list[Rule]] = {}
+        self.columns: dict[str, list[str]] = {}  # columns each dataset's suite reads
         for dataset in model.DATASET_NAMES:
             path = suite_path(dataset, folder)
             data = _read(str(path), path.stat().st_mtime)
@@ -117,43 +162,100 @@ class GxRunner:
             self.definitions[dataset] = self.context.validation_definitions.add(
                 gx.ValidationDefinition(name=f"{dataset}_validation", data=batch_def, suite=suite))
             self.rules[dataset] = rules
+            self.columns[dataset] = columns_used(rules)
 
-    def run(self, dataset: str, frame, parameters: dict):
-        """Validate one chunk. GX's v1 ``Validator`` directly, not ``ValidationDefinition.run``: that also stores
-        every COMPLETE result (all failing values and indices) in the context's results store, which in a
-        long-lived process grows without bound and costs a serialisation per chunk. Results we want to keep
-        for Data Docs are built from the (masked) issues instead (:mod:`.data_docs`)."""
+    def suite_for(self, dataset: str, skip: frozenset = frozenset()):
+        """The dataset's suite, or (cached) a copy without the rules in ``skip``."""
+        suite = self.definitions[dataset].suite
+        if not skip:
+            return suite
+        key = (dataset, skip)
+        if key not in self._subsets:
+            from great_expectations.expectations.expectation_configuration import (
+                ExpectationConfiguration,
+            )
+
+            keep = [ExpectationConfiguration(type=c.type, kwargs=c.kwargs, meta=c.meta).to_domain_obj()
+                    for c in suite.expectation_configurations if (c.meta or {}).get("rule_id") not in skip]
+            # not added to the context: the v1 Validator only reads the expectations
+            self._subsets[key] = self.gx.ExpectationSuite(name=dataset, expectations=keep)
+        return self._subsets[key]
+
+    def run(self, dataset: str, frame, parameters: dict, skip: frozenset = frozenset()):
+        """Validate one chunk (without the rules in ``skip``). GX's v1 ``Validator`` directly, not
+        ``ValidationDefinition.run``: that also stores every COMPLETE result (all failing values and indices)
+        in the context's results store, which in a long-lived process grows without bound and costs a
+        serialisation per chunk. Results kept for Data Docs are built from the masked issues (:mod:`.data_docs`)."""
         from great_expectations.validator.v1_validator import Validator
 
         definition = self.definitions[dataset]
         validator = Validator(batch_definition=definition.data, batch_parameters={"dataframe": frame},
-                              result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row"],
-                                             "return_unexpected_index_query": False})
-        return validator.validate_expectation_suite(definition.suite, parameters)
+                              # failing rows come back as index labels: _frame() indexes the chunk by _row
+                              result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False})
+        return validator.validate_expectation_suite(self.suite_for(dataset, skip), parameters)
 
 
 _lock = threading.Lock()
 _runners: dict[str, GxRunner] = {}
 
 
-def _release_gx() -> None:
-    """At exit, drop GX before DuckDB's extension module is torn down: GX keeps references to the duckdb
-    SQLAlchemy dialect in module globals, and nanobind (DuckDB's binding) otherwise prints a page of
-    "leaked instance" warnings at interpreter exit — harmless, but noise in every task log."""
-    import gc
-    import sys
-
-    _runners.clear()
-    for name in [m for m in sys.modules if m.startswith(("great_expectations", "duckdb_engine"))]:
-        del sys.modules[name]
-    gc.collect()
-
-
 def runner(folder: Path | None = None) -> GxRunner:
+    """The process's GX runner for the suites in ``folder`` (default ``expectations/``), built on first use.
+    Suites are read once per process: an edited suite takes effect in the next task (Airflow starts one)."""
     key = str(folder or settings.expectations_dir())
     with _lock:
         if key not in _runners:
-            if not _runners:
-                atexit.register(_release_gx)
             _runners[key] = GxRunner(folder)
         return _runners[key]
+
+
+# ---- the rule catalogue in docs/validation.md ---------------------------------------------------------
+
+CATALOGUE_START = "<!-- rule-catalogue:start (generated from expectations/*.json: python -m countyhealth.validation.suites --write-docs) -->"
+CATALOGUE_END = "<!-- rule-catalogue:end -->"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def catalogue_markdown(folder: Path | None = None) -> str:
+    """Every rule of every suite as Markdown tables, one per dataset (what docs/validation.md shows)."""
+    out = []
+    for dataset in model.DATASET_NAMES:
+        rules = load_rules(dataset, folder)
+        out.append(f"\n### {dataset} ({len(rules)} rules)\n")
+        out.append("| rule id | category | severity | column | expectation | what it checks |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for r in rules:
+            out.append(f"| `{r.rule_id}` | {r.category} | {r.severity} | {_cell(r.column or '')} | "
+                       f"`{r.expectation_type}` | {_cell(r.doc)} |")
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def docs_path() -> Path:
+    return settings.project_home() / "docs" / "validation.md"
+
+
+def sync_catalogue(*, write: bool, path: Path | None = None) -> bool:
+    """True when docs/validation.md shows the current catalogue; with ``write`` bring it up to date."""
+    path = path or docs_path()
+    text = path.read_text(encoding="utf-8")
+    if CATALOGUE_START not in text or CATALOGUE_END not in text:
+        raise SuiteError(f"{path.name}: the markers {CATALOGUE_START!r} … {CATALOGUE_END!r} are missing")
+    head, rest = text.split(CATALOGUE_START, 1)
+    _, tail = rest.split(CATALOGUE_END, 1)
+    new = f"{head}{CATALOGUE_START}\n{catalogue_markdown()}{CATALOGUE_END}{tail}"
+    if write and new != text:
+        path.write_text(new, encoding="utf-8")
+    return new == text
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--write-docs" in sys.argv:
+        sync_catalogue(write=True)
+        print(f"wrote the rule catalogue into {docs_path().name}")
+    else:
+        print(catalogue_markdown())
