@@ -144,12 +144,14 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=1)
     def report() -> str:
-        from countyhealth import settings
-        from countyhealth.validation import report as run_report
+        """GX Data Docs of the batches this run validated, and the HTML run report."""
+        from countyhealth import pipeline
 
-        out = settings.reports_dir() / "run-report.html"
-        run_report.write_report(_wh(), out)
-        return str(out)
+        ctx = get_current_context()
+        dag_run = ctx.get("dag_run")
+        started = getattr(dag_run, "start_date", None) or dt.datetime.now(dt.timezone.utc)
+        started = started.astimezone(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=1)
+        return str(pipeline.publish_run_reports(_wh(), started=started, run_name=getattr(dag_run, "run_id", None)))
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=None)
     def check_members(load_result: dict | None = None) -> None:

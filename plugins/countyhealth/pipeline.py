@@ -198,7 +198,37 @@ QUARANTINE_FILE_SCHEMA = pa.schema([("_row", pa.int64()), ("rule_id", pa.string(
                                     ("row_json", pa.string())])
 
 
-def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt.datetime | None = None) -> BatchOutcome:
+def person_birth_dates(source_id: str, *, wh=None) -> dict:
+    """``source_record_id → birth_date`` of a source's patients: loaded ones (warehouse) and those landed and
+    validated but not loaded yet (this night's new registrations), for the "not before birth" rules."""
+    import sqlalchemy as sa
+
+    from countyhealth.warehouse import retry_on_lock
+
+    births: dict = {}
+    wh = wh or _warehouse()
+    if wh.dialect == "duckdb" and not Path(wh.engine.url.database or "").exists():
+        return births
+
+    def read():
+        with wh.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("person"):
+                return []
+            return conn.execute(sa.text("SELECT source_record_id, birth_date FROM person WHERE source_id = :s AND "
+                                        "birth_date IS NOT NULL"), {"s": source_id}).fetchall()
+
+    rows = retry_on_lock(read) if wh.dialect == "duckdb" else read()
+    births.update((r, b) for r, b in rows)
+    for batch in landing.list_batches(source_id):
+        clean = batch / VALIDATED / "person" / "clean.parquet"
+        if clean.exists():
+            t = pq.read_table(clean, columns=["source_record_id", "birth_date"])
+            births.update((r, b) for r, b in zip(t.column(0).to_pylist(), t.column(1).to_pylist()) if b is not None)
+    return births
+
+
+def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt.datetime | None = None,
+             wh=None) -> BatchOutcome:
     """Map and check a landed batch; write ``validated/`` beside it (replacing an earlier validation)."""
     import pyarrow.compute as pc
 
@@ -212,6 +242,9 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
         raise KeyError(f"{source.path}: stream {manifest.stream!r} of batch {manifest.batch_id} is no longer "
                        "configured — restore it to validate this batch")
     load_time = load_time or _now() + dt.timedelta(hours=8)  # member systems record Asia/Shanghai local time
+    births = None
+    if any(d != "person" and "person_source_record_id" in {f.name for f in model.fields(d)} for d in stream.datasets):
+        births = person_birth_dates(manifest.source_id, wh=wh)
     tmp = batch_dir / f".{VALIDATED}.{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     results: dict[str, DatasetResult] = {}
@@ -225,7 +258,8 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
                 mapped = map_dataset(raw, dmap, source, stream, batch_id=manifest.batch_id, strict_columns=strict)
                 ctx = validation.ValidationContext(source_id=source.source_id, batch_id=manifest.batch_id,
                                                    load_time=load_time, code_system=source.code_system,
-                                                   max_failing_share=source.validation.max_failing_share)
+                                                   max_failing_share=source.validation.max_failing_share,
+                                                   birth_dates=births if ds != "person" else None)
                 out = validation.validate_dataset(ds, mapped.table, ctx, prior_issues=mapped.issues)
                 res.rows_in += out.rows_in
                 res.rows_excluded += mapped.rows_excluded
@@ -542,6 +576,7 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
     member is recorded and skipped; the others go on (as the Airflow DAG does)."""
     wh = _warehouse(wh)
     wh.migrate()
+    run_started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
     sources = sources if sources is not None else load_sources()
     summary = RunSummary()
     for source_id, source in sources.items():
@@ -553,7 +588,7 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
                 manifest = extract(source_id, stream_name, until=until, wh=wh, source=source)
                 summary.extracted[key] = manifest.rows
                 validate(landing.batch_dir(source_id, stream_name, manifest.batch_id), source=source,
-                         load_time=load_time)
+                         load_time=load_time, wh=wh)
             except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
                 summary.failed[key] = f"{type(exc).__name__}: {privacy.scrub(str(exc))}"
                 record_failure(stage="extract/validate", reason=summary.failed[key], source_id=source_id,
@@ -571,7 +606,19 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
 
         summary.identity = identity.run(wh)
         summary.results = results.refresh(wh)
+    publish_run_reports(wh, started=run_started)
     return summary
+
+
+def publish_run_reports(wh, *, started: dt.datetime, run_name: str | None = None) -> Path:
+    """Great Expectations Data Docs for the batches validated since ``started``, and the HTML run report."""
+    from countyhealth.validation import data_docs, report
+
+    try:
+        data_docs.build_data_docs(data_docs.batches_validated_since(started), run_name=run_name)
+    except Exception as exc:  # noqa: BLE001 - Data Docs are a view; the run report still gets written
+        log.warning("Data Docs not built: %s: %s", type(exc).__name__, privacy.scrub(str(exc))[:300])
+    return report.write_report(wh, settings.reports_dir() / "run-report.html")
 
 
 # ---- CLI -------------------------------------------------------------------------------------------------
