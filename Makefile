@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install postgres airflow bench clean
+.PHONY: demo test test-fast install postgres java airflow bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "countyhealth needs Python 3.11 (found %s)" % sys.version.split()[0]'
@@ -18,12 +18,15 @@ install: $(STAMP)
 postgres:
 	bash scripts/ensure-postgres.sh
 
+java:
+	bash scripts/ensure-java.sh
+
 ## Run the whole pipeline on a freshly simulated county, on the embedded DuckDB warehouse.
 demo: install
 	$(BIN)/countyhealth demo
 
-## Install what the tests need (venv, packages, PostgreSQL) and run the whole suite.
-test: install postgres
+## Install what the tests need (venv, packages, PostgreSQL, a Java runtime for Spark) and run the whole suite.
+test: install postgres java
 	$(BIN)/python -m pytest
 
 ## Start Airflow locally (UI on :8080) with the project's DAGs; `make demo` first creates a county to load.

@@ -54,12 +54,13 @@ def generic_splink(frame: pd.DataFrame) -> dict[str, str]:
     return dict(zip(clusters["unique_id"], clusters["cluster_id"].astype(str)))
 
 
-def ours(frame: pd.DataFrame, settings: dict, thresholds) -> tuple[dict, float, object]:
+def ours(frame: pd.DataFrame, settings: dict, thresholds, backend: str = "duckdb") -> tuple[dict, float, object]:
     from countyhealth.identity import engine
 
     seq = itertools.count(1)
     t0 = time.perf_counter()
-    res = engine.link(frame, None, {}, settings=settings, thresholds=thresholds, mint=lambda: f"P{next(seq):010d}")
+    res = engine.link(frame, None, {}, settings=settings, thresholds=thresholds, mint=lambda: f"P{next(seq):010d}",
+                      backend=backend)
     return res.person_of, time.perf_counter() - t0, res
 
 
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--noise-scale", type=float, default=1.0)
     ap.add_argument("--incremental-share", type=float, default=0.01)
     ap.add_argument("--skip-generic", action="store_true")
+    ap.add_argument("--backend", choices=["duckdb", "spark"], default="duckdb", help="Splink backend for ours")
     args = ap.parse_args()
 
     from countyhealth.identity import engine, evaluate, features, load_config, model
@@ -93,24 +95,27 @@ def main() -> None:
     if not args.skip_generic:
         t0 = time.perf_counter()
         results.append(("generic Splink", evaluate.score(generic_splink(frame), truth), time.perf_counter() - t0))
-    assignment, link_s, res = ours(frame, settings, thresholds)
-    results.append(("countyhealth EMPI", evaluate.score(assignment, truth), link_s + feat_s))
+    assignment, link_s, res = ours(frame, settings, thresholds, args.backend)
+    label = "countyhealth EMPI" + (f" ({args.backend})" if args.backend != "duckdb" else "")
+    results.append((label, evaluate.score(assignment, truth), link_s + feat_s))
 
     # the nightly path: most records already linked, a share arrives new
     n_new = max(1, int(len(frame) * args.incremental_share))
     old, new = frame.iloc[:-n_new], frame.iloc[-n_new:]
     seq = itertools.count(1)
-    base = engine.link(old, None, {}, settings=settings, thresholds=thresholds, mint=lambda: f"P{next(seq):010d}")
+    base = engine.link(old, None, {}, settings=settings, thresholds=thresholds, mint=lambda: f"P{next(seq):010d}",
+                       backend=args.backend)
     t0 = time.perf_counter()
     inc = engine.link(new, old, base.person_of, settings=settings, thresholds=thresholds,
-                      mint=lambda: f"P{next(seq):010d}")
+                      mint=lambda: f"P{next(seq):010d}", backend=args.backend)
     inc_s = time.perf_counter() - t0
     combined = {**base.person_of, **inc.person_of}
     inc_score = evaluate.score(combined, truth)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"\n### EMPI: {args.residents:,} residents, {len(frame):,} records (noise ×{args.noise_scale})\n")
-    print(f"`.venv/bin/python bench/bench_identity.py --residents {args.residents} --noise-scale {args.noise_scale}`. "
+    print(f"`.venv/bin/python bench/bench_identity.py --residents {args.residents} --noise-scale {args.noise_scale}"
+          f"{' --backend ' + args.backend if args.backend != 'duckdb' else ''}`. "
           f"Population generated in {gen_s:.0f} s; features (standardisation) {feat_s:.0f} s. "
           f"Thresholds: auto-link {cfg.auto_link}, review {cfg.review}.\n")
     print("| method | precision | recall | F1 | wrongly merged residents | split residents | time s |")

@@ -37,11 +37,16 @@ def test_every_airflow_container_shares_the_countyhealth_environment():
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
         assert env["COUNTYHEALTH_WAREHOUSE_URL"].startswith("postgresql+psycopg://"), name
         assert "COUNTYHEALTH_SECRET_KEY" in env, name
+        assert env["COUNTYHEALTH_API_STORE_URL"].startswith("postgresql+psycopg://"), name  # tokens shared
+        # Airflow 3 components sign and check each other's JWTs and share encrypted connections: one
+        # secret for all, from .env, or tasks fail with "Signature verification failed"
+        for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
+            assert env[key].startswith("${"), (name, key)
 
 
 def test_no_secret_is_written_into_the_files():
     text = (DOCKER / "docker-compose.yaml").read_text()
-    for m in re.finditer(r"(PASSWORD|SECRET_KEY)[\"']?:\s*(\S+)", text):
+    for m in re.finditer(r"(PASSWORD|SECRET|SECRET_KEY|FERNET_KEY)[\"']?:\s*(\S+)", text):
         assert m.group(2).startswith("${"), m.group(0)
     for line in (DOCKER / ".env.example").read_text().splitlines():
         if "=" in line and not line.startswith("#"):

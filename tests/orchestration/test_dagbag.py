@@ -69,3 +69,17 @@ def test_graph_shape_member_groups_lanes_and_assets(tmp_path):
 def test_plugins_folder_scan_skips_the_package():
     # Airflow imports every .py under plugins/ as a top-level module; ours would shadow e.g. `typing`
     assert (ROOT / "plugins" / ".airflowignore").read_text().splitlines()[-1].strip() == "countyhealth/"
+
+
+@pytest.mark.airflow
+def test_a_source_can_take_its_extract_slots_from_a_shared_pool(tmp_path):
+    from countyhealth.orchestration import build_nightly_dag
+
+    text = (ROOT / "sources" / "public_health.yaml").read_text(encoding="utf-8")
+    (tmp_path / "public_health.yaml").write_text(text + "\npool: ph_gateway\n", encoding="utf-8")
+    (tmp_path / "contracts.yaml").write_text((ROOT / "sources" / "contracts.yaml").read_text(encoding="utf-8"),
+                                             encoding="utf-8")
+    dag = build_nightly_dag(tmp_path)
+    assert dag.get_task("member_public_health.extract_health_records").pool == "ph_gateway"
+    assert dag.get_task("member_public_health.validate_health_records").pool != "ph_gateway"
+    assert dag.get_task("member_contracts.extract_contracts").pool == "default_pool"

@@ -30,8 +30,11 @@ def exam(rid, category="CT", uid="1.2.156.1.1"):
 
 
 @pytest.fixture
-def county_wh(duckdb_url):
-    wh = Warehouse(duckdb_url)
+def county_wh(warehouse_url):
+    """The same small county on DuckDB (the API reads published snapshots) and on PostgreSQL (production: the API
+    reads the warehouse itself and keeps its tokens and audit there)."""
+    wh = Warehouse(warehouse_url)
+    wh.test_url = warehouse_url
     load_county(wh, [lab("L1", "JY011", 126.0, "mg/dL"), lab("L2", "JY061", 0.5, "mg/L", op="<", text="<0.5"),
                      lab("L3", "JY091", None, None, text="阴性", report="R2")],
                 exams=[exam("E1"), exam("E2", uid=None)], eqa=EQA)
@@ -82,9 +85,10 @@ def _free_port():
 def server(county_wh, tmp_path, monkeypatch):
     import uvicorn
 
-    monkeypatch.setenv("COUNTYHEALTH_WAREHOUSE_URL", str(county_wh.engine.url))
-    store = f"sqlite:///{tmp_path / 'api.sqlite'}"
-    app = api.create_app(warehouse_url=str(county_wh.engine.url), store=store, token_cache_seconds=0)
+    url = county_wh.test_url
+    monkeypatch.setenv("COUNTYHEALTH_WAREHOUSE_URL", url)
+    store = url if url.startswith("postgresql") else f"sqlite:///{tmp_path / 'api.sqlite'}"
+    app = api.create_app(warehouse_url=url, store=store, token_cache_seconds=0)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -183,6 +183,10 @@ class SourceBase(Model):
                                                   "merged under this file")
     connection: ConnectionRef | None = None
     max_active_extracts: int = Field(1, ge=1, le=16, description="concurrent extractions against this member")
+    pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,256}$",
+                             description="an Airflow pool the extract tasks take a slot from, for a resource "
+                                         "several members share (a vendor gateway, one VPN link); create it "
+                                         "first: `airflow pools set NAME SLOTS DESCRIPTION`")
     validation: ValidationSettings = ValidationSettings()
     enabled: bool = True
     streams: dict[str, StreamBase]

@@ -51,6 +51,9 @@ def load_config() -> IdentityConfig:
     cfg = IdentityConfig(auto_link=float(th.get("auto_link", 0.999)), review=float(th.get("review", 0.5)),
                          trust=list(data.get("trust", [])), backend=data.get("backend", "duckdb"),
                          identifier_viewers=list(data.get("identifier_viewers") or []))
+    if cfg.backend not in ("duckdb", "spark"):
+        raise ValueError(f"config/identity.yaml: backend {cfg.backend!r} unknown: use duckdb (one machine) or spark "
+                         f"(pip install 'countyhealth[spark]')")
     if not 0 < cfg.review < cfg.auto_link <= 1:
         raise ValueError(f"config/identity.yaml: thresholds must satisfy 0 < review < auto_link <= 1 "
                          f"(got review {cfg.review}, auto_link {cfg.auto_link})")

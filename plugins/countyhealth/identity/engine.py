@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import uuid
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -92,17 +94,21 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     from splink import DuckDBAPI, Linker
 
     if backend == "spark":
+        from countyhealth.identity.model import settings_for_dialect
+
         db = _spark_api()
+        settings = settings_for_dialect(settings, "spark")
     elif backend == "duckdb":
         db = DuckDBAPI()
     else:
         raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
-    new_df = db.register(new, dataset_display_name="new_records")
+    run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
+    new_df = db.register(new, dataset_display_name=f"new_records_{run}")
     linker = Linker(new_df, settings)
     frames = [linker.inference.predict_within(new_df, threshold_match_probability=min_probability,
                                               warning_mode="never").as_pandas_dataframe()]
     if existing is not None and len(existing):
-        old_df = db.register(existing, dataset_display_name="linked_records")
+        old_df = db.register(existing, dataset_display_name=f"linked_records_{run}")
         frames.append(linker.inference.predict_between(new_df, old_df, threshold_match_probability=min_probability,
                                                        warning_mode="never").as_pandas_dataframe())
     pairs = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
@@ -111,13 +117,34 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
 
 
 def _spark_api():
+    """Splink's Spark backend on the active Spark session, or a new one (``local[*]`` unless ``spark.master`` /
+    ``SPARK_REMOTE`` say otherwise) with Splink's similarity UDF jar and a checkpoint directory — Splink breaks
+    long lineages by checkpointing, and Spark refuses to without a directory."""
     try:
         from pyspark.sql import SparkSession
         from splink import SparkAPI
+        from splink.backends.spark import similarity_jar_location
     except ImportError:
-        raise RuntimeError("identity backend 'spark' needs pyspark (pip install pyspark) and a Spark cluster or "
-                           "local Java; or set backend: duckdb in config/identity.yaml") from None
-    return SparkAPI(spark_session=SparkSession.builder.getOrCreate())
+        raise RuntimeError("identity backend 'spark' needs pyspark (pip install 'countyhealth[spark]') and Java 17 "
+                           "or a Spark cluster; or set backend: duckdb in config/identity.yaml") from None
+    from countyhealth import settings as project_settings
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        spark = (SparkSession.builder.appName("countyhealth-identity")
+                 .config("spark.jars", similarity_jar_location())
+                 .config("spark.sql.shuffle.partitions", "8")  # Spark's 200 is for clusters, not a nightly delta
+                 # local mode's 1 GB heap runs out on a township's worth of records; a cluster sets its own
+                 .config("spark.driver.memory", os.environ.get("COUNTYHEALTH_SPARK_DRIVER_MEMORY", "4g"))
+                 .config("spark.cleaner.referenceTracking.cleanCheckpoints", "true")  # else they pile up nightly
+                 .getOrCreate())
+    if spark.sparkContext.getCheckpointDir() is None:
+        checkpoints = project_settings.data_dir() / "spark-checkpoints"
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        spark.sparkContext.setCheckpointDir(str(checkpoints))
+    # break lineage by Spark checkpoints: Splink's default (Parquet under names starting "__splink__") reads
+    # back nothing on Spark 4, which ignores paths that start with an underscore
+    return SparkAPI(spark_session=spark, break_lineage_method="checkpoint", num_partitions_on_repartition=8)
 
 
 def _evidence(row) -> str:

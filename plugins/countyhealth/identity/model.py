@@ -84,7 +84,7 @@ def comparisons() -> list:
         comparison_levels=[
             cll.NullLevel("id18"),
             cll.ExactMatchLevel("id18"),
-            cll.CustomLevel("hamming(id18_l, id18_r) = 1", label_for_charts="one digit substituted"),
+            cll.CustomLevel("length(id18_l) = length(id18_r) AND levenshtein(id18_l, id18_r) = 1", label_for_charts="one digit substituted"),
             cll.CustomLevel("damerau_levenshtein(id18_l, id18_r) = 1", label_for_charts="adjacent digits transposed"),
             cll.CustomLevel("substr(id18_l, 1, 14) = substr(id18_r, 1, 14)",
                             label_for_charts="same region and birth date"),
@@ -160,6 +160,41 @@ def load_settings(path: Path | None = None) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"identity model {path.name} not found: run `countyhealth identity retrain`")
     return floor_probabilities(json.loads(path.read_text(encoding="utf-8")))
+
+
+# functions DuckDB has and Spark lacks, by the name Splink's similarity jar registers on Spark
+_SPARK_FUNCTIONS = {"JAROWINKLER_SIMILARITY(": "jaro_winkler(", "JARO_WINKLER_SIMILARITY(": "jaro_winkler("}
+
+
+def settings_for_dialect(settings: dict, dialect: str) -> dict:
+    """The saved model (written in DuckDB's SQL) with every blocking rule and comparison level translated to
+    ``dialect`` by sqlglot. Splink 5 reads a level's SQL in the backend's dialect: on Spark, DuckDB's
+    ``"name_l" = "name_r"`` would compare two string literals and silently score every pair as a non-match."""
+    import copy
+
+    import sqlglot
+
+    source = settings.get("sql_dialect", "duckdb")
+    if dialect == source:
+        return settings
+
+    def translate(sql: str) -> str:
+        out = sqlglot.transpile(sql, read=source, write=dialect)[0]
+        if dialect == "spark":
+            for name, spark_name in _SPARK_FUNCTIONS.items():
+                out = out.replace(name, spark_name)
+        return out
+
+    settings = copy.deepcopy(settings)
+    settings["sql_dialect"] = dialect
+    for rule in settings.get("blocking_rules_to_generate_predictions", []):
+        rule["blocking_rule"] = translate(rule["blocking_rule"])
+        rule["sql_dialect"] = dialect
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level["sql_condition"].strip().upper() != "ELSE":
+                level["sql_condition"] = translate(level["sql_condition"])
+    return settings
 
 
 def save_settings(settings: dict, path: Path | None = None) -> Path:
