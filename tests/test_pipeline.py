@@ -5,6 +5,7 @@ its rows."""
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import sqlite3
 
 import pytest
@@ -191,3 +192,74 @@ def test_a_reconciliation_mismatch_refuses_the_batch(env):
     with pytest.raises(pipeline.ReconciliationError, match="rows extracted but"):
         pipeline.load_batch(path, wh=wh)
     assert wh.count("person") == 0 and wh.watermark("his_w350125101", "patients") is None
+
+
+def _contract_rows(env) -> tuple[list[str], list[dict]]:
+    """The contract platform's exports as loaded (CSV days only: GB18030, as the platform writes them)."""
+    import csv
+    import io
+
+    header, rows = [], []
+    for path in sorted((env.county / "contracts" / "archive").rglob("qianyue_*.csv")):
+        reader = csv.DictReader(io.StringIO(path.read_bytes().decode("gb18030")))
+        header = reader.fieldnames
+        rows.extend(reader)
+    return header, rows
+
+
+def test_a_second_contract_signed_on_a_later_night_is_quarantined_against_the_loaded_one(env):
+    import csv
+    import io
+
+    from countyhealth.connectors.config import get_source
+    from countyhealth.resident_id import parse
+
+    only_contracts = {"contracts": get_source("contracts")}
+    pipeline.run(downstream=False, sources=only_contracts)
+    header, rows = _contract_rows(env)
+    defective = {k[1] for k in defects_by_record(env) if k[0] == "contracts"}
+    signed = [r for r in rows if r["事件"] == "签约" and r["状态"] == "已签约" and r["记录号"] not in defective
+              and parse(r["身份证号"] or "").id18]
+    by_number = collections.Counter(r["协议编号"] for r in rows)
+    signed = [r for r in signed if by_number[r["协议编号"]] == 1]  # not renewed or terminated since
+    assert len(signed) >= 3, "the simulated county should have signed contracts to build on"
+    first, renewed, ended = signed[:3]
+    day = max(dt.date.fromisoformat(r["生效日期"]) for r in (first, renewed, ended)) + dt.timedelta(days=1)
+
+    def term(begin: dt.date) -> dict:
+        return {"签约日期": day.isoformat(), "生效日期": begin.isoformat(),
+                "到期日期": (begin + dt.timedelta(days=364)).isoformat(), "更新时间": f"{day} 09:00:00"}
+
+    new = [
+        # another team signs a resident whose contract (loaded last night) is still running: the error
+        {**first, **term(day), "记录号": "QYNEW0001", "协议编号": "XYNEW0001", "团队编码": "T99999"},
+        # a renewal of a loaded contract: the same contract number, the next term — not an overlap
+        {**renewed, **term(dt.date.fromisoformat(renewed["到期日期"]) + dt.timedelta(days=1)),
+         "记录号": "QYNEW0002", "事件": "续约"},
+        # a resident ends their contract and signs with another team the same day: not an overlap either
+        {**ended, "记录号": "QYNEW0003", "事件": "解约", "状态": "已解约", "解约日期": day.isoformat(),
+         "解约原因": "4", "更新时间": f"{day} 09:00:00"},
+        {**ended, **term(day), "记录号": "QYNEW0004", "协议编号": "XYNEW0004", "团队编码": "T99998"},
+    ]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(new)
+    inbox = env.county / "contracts" / "inbox"
+    (inbox / f"qianyue_{day:%Y%m%d}_late.csv").write_bytes(buf.getvalue().encode("gb18030"))
+
+    second = pipeline.run(downstream=False, sources=only_contracts)
+    assert second.failed == {} and second.held == []
+    wh = Warehouse()
+    found = {(q["source_record_id"], q["rule_id"]) for q in quarantined(wh)
+             if q["source_record_id"].startswith("QYNEW")}
+    assert found == {("QYNEW0001", "contract.plausibility.no_overlap_with_loaded_contract")}
+    with wh.engine.connect() as conn:
+        loaded = set(conn.execute(sa.text("SELECT source_record_id FROM contract WHERE source_record_id LIKE "
+                                          "'QYNEW%'")).scalars())
+    assert loaded == {"QYNEW0002", "QYNEW0003", "QYNEW0004"}
+    # the terminated contract is active only until the day before its termination, for later nights' checks
+    known = pipeline.loaded_contracts("contracts", before_batch="~", wh=wh)  # "~" sorts after every batch id
+    assert known[known["number"] == ended["协议编号"]]["end"].max() == dt.datetime.combine(day, dt.time()) - \
+        dt.timedelta(days=1)
+    assert (known["number"] == "XYNEW0004").any() and not (known["number"] == "XYNEW0001").any()

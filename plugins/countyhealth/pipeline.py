@@ -227,6 +227,52 @@ def person_birth_dates(source_id: str, *, wh=None) -> dict:
     return births
 
 
+def loaded_contracts(source_id: str, *, before_batch: str, wh=None):
+    """Active family-doctor contracts already known (columns key, number, begin, end), for "no overlapping
+    active contracts" across nights: the warehouse's (every source), plus those validated but not loaded yet
+    in this source's earlier batches (a night that landed two batches loads them after validating both).
+
+    The contract table holds events (签约, 续约, 解约), each its own row: a contract with a termination event
+    is active only until the day before its termination date, whatever its signing row says."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from countyhealth.warehouse import retry_on_lock
+
+    cols = ["key", "number", "begin", "end", "status", "terminated_on"]
+    wanted = ["resident_key", "contract_number", "begin_date", "end_date", "status", "termination_date"]
+    wh = _warehouse(wh)
+    rows, done = [], set()
+    if wh.dialect != "duckdb" or Path(wh.engine.url.database or "").exists():
+        def read():
+            with wh.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("contract"):
+                    return [], set()
+                found = conn.execute(sa.text(f"SELECT {', '.join(wanted)} FROM contract "
+                                             "WHERE resident_key IS NOT NULL")).fetchall()
+                loaded = set(conn.execute(sa.text("SELECT DISTINCT batch_id FROM batch_audit WHERE source_id = :s "
+                                                  "AND status IN ('loaded', 'released')"), {"s": source_id}).scalars())
+                return found, loaded
+
+        rows, done = retry_on_lock(read) if wh.dialect == "duckdb" else read()
+    frames = [pd.DataFrame([tuple(r) for r in rows], columns=cols)]
+    for batch in landing.list_batches(source_id):
+        clean = batch / VALIDATED / "contract" / "clean.parquet"
+        if batch.name >= before_batch or batch.name in done or not clean.exists():
+            continue
+        frame = pq.read_table(clean, columns=wanted).to_pandas().set_axis(cols, axis=1)
+        frames.append(frame[frame["key"].notna()])
+    events = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    for c in ("begin", "end", "terminated_on"):
+        events[c] = pd.to_datetime(events[c], errors="coerce")
+    ended = events[events["status"] == "terminated"].groupby("number")["terminated_on"].min()
+    active = events[events["status"] != "terminated"].copy()
+    cut = active["number"].map(ended) - pd.Timedelta(days=1)
+    active["end"] = active["end"].where(cut.isna() | (active["end"] <= cut), cut)
+    active = active[active["begin"].notna() & active["end"].notna() & (active["end"] >= active["begin"])]
+    return active[["key", "number", "begin", "end"]].drop_duplicates().reset_index(drop=True)
+
+
 def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt.datetime | None = None,
              wh=None) -> BatchOutcome:
     """Map and check a landed batch; write ``validated/`` beside it (replacing an earlier validation)."""
@@ -245,6 +291,8 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
     births = None
     if any(d != "person" and "person_source_record_id" in {f.name for f in model.fields(d)} for d in stream.datasets):
         births = person_birth_dates(manifest.source_id, wh=wh)
+    contracts = loaded_contracts(manifest.source_id, before_batch=manifest.batch_id, wh=wh) \
+        if "contract" in stream.datasets else None
     tmp = batch_dir / f".{VALIDATED}.{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     results: dict[str, DatasetResult] = {}
@@ -259,7 +307,8 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
                 ctx = validation.ValidationContext(source_id=source.source_id, batch_id=manifest.batch_id,
                                                    load_time=load_time, code_system=source.code_system,
                                                    max_failing_share=source.validation.max_failing_share,
-                                                   birth_dates=births if ds != "person" else None)
+                                                   birth_dates=births if ds != "person" else None,
+                                                   loaded_contracts=contracts if ds == "contract" else None)
                 out = validation.validate_dataset(ds, mapped.table, ctx, prior_issues=mapped.issues)
                 res.rows_in += out.rows_in
                 res.rows_excluded += mapped.rows_excluded

@@ -120,8 +120,29 @@ def test_overlapping_contracts_are_found_across_rows_and_terminated_ones_do_not_
             {**c, "contract_number": "XY6", "resident_key": "k3", "begin_date": dt.date(2027, 2, 28),
              "end_date": dt.date(2028, 2, 27)}]  # begins on the day the first ends: overlap by one day
     out = validate_dataset("contract", table("contract", rows), context())
-    assert rules_by_row(out) == {104: {"contract.plausibility.no_overlapping_active_contracts"},
-                                 105: {"contract.plausibility.no_overlapping_active_contracts"}}
+    # of an overlapping pair the later contract is the error; the resident's first one (XY5) loads
+    assert rules_by_row(out) == {105: {"contract.plausibility.no_overlapping_active_contracts"}}
+
+
+def test_a_contract_overlapping_one_loaded_on_an_earlier_night_is_quarantined():
+    import pandas as pd
+
+    c = BASE["contract"]
+    loaded = pd.DataFrame([("k1", "OLD1", dt.date(2025, 9, 1), dt.date(2026, 8, 31)),   # active: overlaps XY1
+                           ("k2", "OLD2", dt.date(2025, 1, 1), dt.date(2025, 12, 31)),   # ended before XY2 began
+                           ("k3", "XY3", dt.date(2025, 3, 1), dt.date(2026, 2, 28))],    # XY3's own older state
+                          columns=["key", "number", "begin", "end"])
+    rows = [c, {**c, "contract_number": "XY2", "resident_key": "k2"},
+            {**c, "contract_number": "XY3", "resident_key": "k3", "event": "renew"},
+            {**c, "contract_number": "XY4", "resident_key": "k1", "status": "terminated",
+             "termination_date": dt.date(2026, 3, 5), "termination_reason": "4"},
+            {**c, "contract_number": "XY5", "resident_key": None}]
+    out = validate_dataset("contract", table("contract", rows), context(loaded_contracts=loaded))
+    assert rules_by_row(out) == {100: {"contract.plausibility.no_overlap_with_loaded_contract"}}
+    issue = next(i for i in out.issues.to_pylist() if i["_row"] == 100)
+    assert issue["column"] == "contract_number" and issue["value"] == "XY1"
+    # without the warehouse's contracts the rule has nothing to judge
+    assert validate_dataset("contract", table("contract", rows), context()).issues.num_rows == 0
 
 
 @pytest.mark.parametrize("change, rule", [

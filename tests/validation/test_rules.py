@@ -56,6 +56,12 @@ SPECIAL = {
     "contract.plausibility.end_not_before_begin": {"end_date": dt.date(2026, 2, 1)},
     "contract.plausibility.termination_date_and_reason": {"termination_date": dt.date(2026, 3, 2)},
     "contract.conformance.termination_reason_code": {"termination_date": dt.date(2026, 3, 2), "termination_reason": "Z"},
+    "contract.plausibility.no_overlap_with_loaded_contract": {"contract_number": "XY9"},
+}
+# rules that judge a row against what earlier nights loaded: the context that makes the breaking row break
+CONTEXT = {
+    "contract.plausibility.no_overlap_with_loaded_contract": {"loaded_contracts": __import__("pandas").DataFrame(
+        [("k2", "OLD1", dt.date(2025, 9, 1), dt.date(2026, 8, 31))], columns=["key", "number", "begin", "end"])},
 }
 # events before the patient's birth: the same event, for a patient born after it (no other rule sees that)
 SPECIAL.update({f"{ds}.plausibility.{col}_after_birth": {"person_source_record_id": "BORN_LATER"}
@@ -93,14 +99,14 @@ def test_each_rule_catches_the_row_that_breaks_it(rule):
     base = dict(BASE[rule.dataset])
     if rule.rule_id in PAIRED:
         rows = [base, {**base, **PAIRED[rule.rule_id]}]
-        bad = {100, 101}
+        bad = {101}  # the later of the two
     else:
         change = breaker(rule)
         assert change, f"no breaking example for {rule.rule_id}: add one to SPECIAL in this test"
         other = {"resident_key": "k2"} if rule.dataset == "contract" else {}  # another resident: no overlap
         rows = [base, {**base, **other, **change}]
         bad = {101}
-    out = validate_dataset(rule.dataset, table(rule.dataset, rows), context())
+    out = validate_dataset(rule.dataset, table(rule.dataset, rows), context(**CONTEXT.get(rule.rule_id, {})))
     hits = {(i["_row"], i["rule_id"]) for i in out.issues.to_pylist()}
     # the breaking row(s) come back with exactly this rule, and nothing else fires
     assert hits == {(r, rule.rule_id) for r in bad}, out.issues.to_pylist()

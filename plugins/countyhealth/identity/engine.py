@@ -132,6 +132,7 @@ def _spark_api():
     spark = SparkSession.getActiveSession()
     if spark is None:
         spark = (SparkSession.builder.appName("countyhealth-identity")
+                 .config("spark.sql.warehouse.dir", str(project_settings.data_dir() / "spark-warehouse"))  # not cwd
                  .config("spark.jars", similarity_jar_location())
                  .config("spark.sql.shuffle.partitions", "8")  # Spark's 200 is for clusters, not a nightly delta
                  # local mode's 1 GB heap runs out on a township's worth of records; a cluster sets its own

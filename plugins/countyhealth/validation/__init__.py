@@ -19,6 +19,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,8 +27,14 @@ import pyarrow.compute as pc
 from countyhealth import model, privacy
 from countyhealth.validation.issues import ISSUE_SCHEMA, empty, issues_table
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 CHUNK_ROWS = 200_000  # rows per GX batch: bounds the pandas copy (~0.5 KB/row) whatever the landed batch size
 BIRTH_DATE = "_birth_date"  # derived column: the patient's birth date (ValidationContext.birth_dates)
+# derived column: the number of an already loaded active contract this row's contract overlaps
+# (ValidationContext.loaded_contracts)
+OVERLAPPED_CONTRACT = "_overlapped_contract"
 EARLIEST_BIRTH_DATE = "1880-01-01"
 
 
@@ -42,6 +49,9 @@ class ValidationContext:
     # rows whose patient is not in it are not judged by those rules (see birth_dates_of()). Read once per
     # context (cached on it): build a new context when the mapping changes.
     birth_dates: Mapping[str, dt.date] | None = None
+    # active family-doctor contracts already in the warehouse (columns key, number, begin, end), for "no
+    # overlapping active contracts" across batches: a night's batch holds that day's signings only
+    loaded_contracts: pd.DataFrame | None = None
     chunk_rows: int = CHUNK_ROWS
 
 
@@ -158,6 +168,14 @@ def _frame(dataset: str, table: pa.Table, context: ValidationContext, columns: l
             frame[BIRTH_DATE] = frame["person_source_record_id"].map(births).astype("datetime64[ns]")
         else:
             frame[BIRTH_DATE] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    if dataset == "contract" and (columns is None or OVERLAPPED_CONTRACT in columns):
+        from countyhealth.validation import row_checks
+
+        cols = {c: table.column(c).to_pandas().set_axis(frame.index)
+                for c in ("resident_key", "contract_number", "begin_date", "end_date", "status")}
+        frame[OVERLAPPED_CONTRACT] = row_checks.overlapped_loaded_interval(
+            cols["resident_key"], cols["contract_number"], cols["begin_date"], cols["end_date"], cols["status"],
+            context.loaded_contracts, inactive_values=("terminated",))
     return frame
 
 
@@ -186,6 +204,8 @@ def _check_chunk(dataset: str, table: pa.Table, context: ValidationContext) -> l
     all_null = {c for c in table.column_names if table.column(c).null_count == table.num_rows}
     if "person_source_record_id" in table.column_names and not context.birth_dates:
         all_null.add(BIRTH_DATE)
+    if context.loaded_contracts is None or context.loaded_contracts.empty:
+        all_null.add(OVERLAPPED_CONTRACT)
     skip = frozenset(r.rule_id for r in run.rules[dataset] if suites.vacuous(r, all_null))
     result = run.run(dataset, _frame(dataset, table, context, run.columns[dataset]), params, skip)
     by_id = {r.rule_id: r for r in run.rules[dataset]}

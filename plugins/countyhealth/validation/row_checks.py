@@ -175,8 +175,10 @@ def lab_unit_allowed(codes: pd.Series, values: pd.Series, units: pd.Series, code
 
 def no_overlapping_active(keys: pd.Series, begins: pd.Series, ends: pd.Series, statuses: pd.Series,
                           inactive_values: Sequence = ()) -> pd.Series:
-    """Per key (a resident), no two active intervals (contracts) overlap; both rows of an overlapping pair fail.
-    Only keys with two or more active intervals are self-joined, so the cost follows the duplicates."""
+    """Per key (a resident), no two active intervals (contracts) overlap. Of an overlapping pair the later one
+    fails — the later begin, or on the same day the later row: a second team signing a resident who already
+    has a family doctor is the error, not the resident's first contract. Only keys with two or more active
+    intervals are self-joined, so the cost follows the duplicates."""
     df = pd.DataFrame({"key": keys, "b": pd.to_datetime(begins, errors="coerce"),
                        "e": pd.to_datetime(ends, errors="coerce"), "s": statuses}, index=keys.index)
     active = df["key"].notna() & df["b"].notna() & df["e"].notna() & ~df["s"].isin(list(inactive_values))
@@ -185,6 +187,39 @@ def no_overlapping_active(keys: pd.Series, begins: pd.Series, ends: pd.Series, s
     sub = sub[sub["key"].duplicated(keep=False)]
     if sub.empty:
         return ok
+    sub = sub.assign(_pos=np.arange(len(sub))).rename_axis("_i").reset_index()
+    pairs = sub.merge(sub, on="key", suffixes=("", "_other"))
+    later = (pairs["b"] > pairs["b_other"]) | ((pairs["b"] == pairs["b_other"]) & (pairs["_pos"] > pairs["_pos_other"]))
+    pairs = pairs[later & (pairs["b"] <= pairs["e_other"]) & (pairs["b_other"] <= pairs["e"])]
+    ok[pairs["_i"].unique()] = False
+    return ok
+
+
+def overlapped_loaded_interval(keys: pd.Series, numbers: pd.Series, begins: pd.Series, ends: pd.Series,
+                               statuses: pd.Series, loaded: pd.DataFrame | None,
+                               inactive_values: Sequence = ()) -> pd.Series:
+    """For each active interval (a contract) of the chunk, the number of an already *loaded* active interval of
+    the same key that it overlaps, else None — the cross-batch half of :func:`no_overlapping_active` (a
+    nightly batch holds one day's signings; the resident's existing contract came in an earlier one).
+    ``loaded`` has columns ``key, number, begin, end`` (active ones only). Loaded intervals whose number is in
+    the chunk are ignored: the chunk holds their newer state (a renewal, a termination)."""
+    out = pd.Series(None, index=keys.index, dtype=object)
+    if loaded is None or loaded.empty:
+        return out
+    df = pd.DataFrame({"key": keys, "number": numbers, "b": pd.to_datetime(begins, errors="coerce"),
+                       "e": pd.to_datetime(ends, errors="coerce"), "s": statuses}, index=keys.index)
+    df = df[df["key"].notna() & df["b"].notna() & df["e"].notna() & ~df["s"].isin(list(inactive_values))]
+    old = loaded[loaded["key"].isin(df["key"].unique()) & ~loaded["number"].isin(numbers.dropna().unique())]
+    if df.empty or old.empty:
+        return out
+    old = old.assign(b=pd.to_datetime(old["begin"], errors="coerce"), e=pd.to_datetime(old["end"], errors="coerce"))
+    pairs = df.rename_axis("_i").reset_index().merge(old[["key", "number", "b", "e"]], on="key",
+                                                     suffixes=("", "_old"))
+    pairs = pairs[(pairs["b"] <= pairs["e_old"]) & (pairs["b_old"] <= pairs["e"])]
+    if len(pairs):
+        first = pairs.sort_values("number_old").drop_duplicates("_i")
+        out[first["_i"].to_numpy()] = first["number_old"].to_numpy()
+    return out
     sub = sub.rename_axis("_i").reset_index()
     pairs = sub.merge(sub, on="key", suffixes=("", "_other"))
     pairs = pairs[(pairs["_i"] != pairs["_i_other"]) & (pairs["b"] <= pairs["e_other"]) & (pairs["b_other"] <= pairs["e"])]
