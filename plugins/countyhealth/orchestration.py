@@ -188,9 +188,8 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
                 lanes: list[list] = [[] for _ in range(source.max_active_extracts)]
                 for i, (name, _) in enumerate(streams):
                     pool = {"pool": source.pool} if source.pool else {}  # a shared gateway, if declared
-                    ex = extract.override(task_id=f"extract_{name}", trigger_rule=TriggerRule.ALL_DONE,
-                                          outlets=[Asset(landing_asset_uri(source_id, name))], **pool)(source_id,
-                                                                                                       name)
+                    ex = extract.override(task_id=f"extract_{name}", trigger_rule=TriggerRule.ALL_DONE, **pool,
+                                          outlets=[Asset(landing_asset_uri(source_id, name))])(source_id, name)
                     va = validate.override(task_id=f"validate_{name}")(source_id, name, ex)
                     lane = lanes[i % len(lanes)]
                     if lane:
