@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+from pathlib import Path
 
 import click
 import sqlalchemy as sa
@@ -185,6 +186,28 @@ def status(url) -> None:
     click.echo("review queue: " + (", ".join(f"{s} {n:,}" for s, n in reviews) or "empty"))
     for r in runs:
         click.echo(f"  {r[0]}: {r[1]:,} records, {r[2]:,} new, {r[3]} merges, {r[4]} splits, {r[5]} queued")
+
+
+@identity.command("link")
+@click.argument("input_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="record_id,person_id[,link,match_probability] for every input record.")
+@click.option("--backend", type=click.Choice(["duckdb", "spark"]), default=None,
+              help="Splink backend (default: config/identity.yaml).")
+def link_file(input_csv, output, backend) -> None:
+    """Link the records of a CSV file (record_id,source,name,sex,birth_date,id_number,phone,address) with the
+    pipeline's standardisation, model and guards; nothing is read from or written to the warehouse."""
+    import logging
+
+    from countyhealth.identity.file_link import LinkInputError, link_csv
+
+    logging.getLogger("splink").setLevel(logging.WARNING)  # its timings are noise on a terminal
+    try:
+        out = link_csv(input_csv, output, backend=backend)
+    except LinkInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    note = f" (ignored columns: {', '.join(out['ignored_columns'])})" if out["ignored_columns"] else ""
+    click.echo(f"{out['records']:,} records → {out['persons']:,} persons: {output}{note}")
 
 
 @identity.command("retrain")
