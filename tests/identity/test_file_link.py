@@ -62,3 +62,23 @@ def test_bad_files_get_an_error_naming_the_file_and_the_fix(tmp_path, text, enco
     result, rows = run(tmp_path, text, encoding=encoding)
     assert result.exit_code != 0 and message in result.output and "in.csv" in result.output
     assert rows == {}
+
+
+def test_names_and_addresses_in_latin_letters_and_other_identifiers_link(tmp_path):
+    """Data unlike the county's: family name first in one file and last in another, a passport-style number
+    typed with one digit wrong, an address in words with a typo — one person; a namesake elsewhere is not."""
+    result, rows = run(tmp_path, HEADER + "\n".join([
+        "a1,clinic,Ambrosia Samplton,,1940-04-26,E1298044,,28 Moorehead Place Goodwood 4701 SA",
+        "a2,hospital,SAMPLTON AMBROSIA,,1940-04-26,E1298004,,28 moorehead place goodowod 4701 sa",
+        "b1,hospital,Ambrosia Samplton,,1971-09-02,K5550001,,3 Hill Road Hobart 7000 TAS",
+    ]) + "\n")
+    assert result.exit_code == 0, result.output
+    person = {k: r["person_id"] for k, r in rows.items()}
+    assert person["a1"] == person["a2"] != person["b1"]
+
+
+def test_fit_to_input_needs_enough_records(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text(HEADER + "a,,陈伟,1,1980-01-01,,,\n", encoding="utf-8")
+    result = CliRunner().invoke(identity_cli, ["link", str(src), "--output", str(out), "--fit-to-input"])
+    assert result.exit_code != 0 and "too few to fit the model" in result.output and not out.exists()

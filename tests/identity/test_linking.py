@@ -167,3 +167,15 @@ def _config(monkeypatch, *, auto_link, review):
     text = text.replace("auto_link: 0.999", f"auto_link: {auto_link}").replace("review: 0.5", f"review: {review}")
     (folder / "identity.yaml").write_text(text)
     return folder
+
+
+def test_blocking_command_counts_the_pairs_each_rule_makes():
+    result = CliRunner().invoke(identity_cli, ["blocking", "--simulated", "400"])
+    assert result.exit_code == 0, result.output
+    counts = {line.split(None, 1)[1]: int(line.split(None, 1)[0].replace(",", ""))
+              for line in result.output.splitlines() if line.strip() and not line.startswith("{")}
+    from countyhealth.identity import model
+
+    assert set(model.BLOCKING_RULES) < set(counts)
+    # surname alone is the rule the others were chosen to avoid: it makes more pairs than all of them together
+    assert counts["l.surname_pinyin = r.surname_pinyin"] > sum(counts[r] for r in model.BLOCKING_RULES)

@@ -57,3 +57,16 @@ def test_addresses_drop_province_city_county_and_find_township_village_house():
     assert (b.township, b.village, b.house_number) == ("嵩口镇", "大洋村", None)
     c = std.standardise_address("樟城镇东洋村社区3号")
     assert (c.township, c.village) == ("樟城镇", "东洋村")
+
+
+def test_names_in_latin_letters_keep_their_words_and_read_family_name_last():
+    assert std.normalise_name("  Mary-Ann  O'Brien ") == "mary-ann o'brien"
+    assert std.split_name("mary-ann o'brien") == ("o'brien", "mary-ann")
+    # a name typed in pinyin reads the same as the characters
+    assert std.name_pinyin(std.normalise_name("Zhang Wei")) == std.name_pinyin("张伟") == "zhang wei"
+    assert not std.is_latin("LI明") and std.is_latin("li ming")
+
+
+def test_addresses_in_words_are_kept_as_text_without_townships():
+    a = std.standardise_address("28  Moorehead Place, Goodwood 4701 SA")
+    assert a.rest == "28 moorehead place, goodwood 4701 sa" and a.township is None and a.village is None

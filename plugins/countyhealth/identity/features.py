@@ -19,9 +19,10 @@ from countyhealth import privacy
 from countyhealth.standardise import person as std
 
 COLUMNS = ["unique_id", "source_id", "source_record_id", "facility_code", "name_std", "surname", "given",
-           "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy", "sex", "birth_date", "birth_year",
+           "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy", "name_words", "sex", "birth_date", "birth_year",
            "birth_md", "id18", "id_valid", "id_hash", "id_birth_date", "id_foreign", "phone", "phone_hash",
-           "health_record_number", "township", "village", "house_number", "household_key", "updated_at", "batch_id"]
+           "health_record_number", "township", "village", "house_number", "household_key", "address_text",
+           "address_head", "address_tail", "updated_at", "batch_id"]
 
 
 def unique_id(source_id: str, source_record_id: str) -> str:
@@ -43,14 +44,24 @@ def _name_parts(name: str | None) -> tuple:
     pinyin = std.name_pinyin(name)
     sur_py = std.name_pinyin(surname) if surname else None
     given_py = None
-    if pinyin and sur_py and len(pinyin.split()) > len(sur_py.split()):
+    if std.is_latin(name):
+        given_py = given
+    elif pinyin and sur_py and len(pinyin.split()) > len(sur_py.split()):
         given_py = " ".join(pinyin.split()[len(sur_py.split()):])
-    return surname, given, pinyin, sur_py, given_py, std.fuzzy_pinyin(pinyin)
+    # the same words in any order: 张伟 and "Wei Zhang", or a family name written first in one file and last in another
+    in_any_order = " ".join(sorted(pinyin.split())) if pinyin else None
+    return surname, given, pinyin, sur_py, given_py, std.fuzzy_pinyin(pinyin), in_any_order
+
+
+def _other_identifier(raw) -> str | None:
+    text = std.resident_id.normalise(raw) if isinstance(raw, str) else None
+    text = "".join(ch for ch in text if ch.isalnum()) if text else None
+    return text if text and len(text) >= 4 else None
 
 
 def _address_parts(text: str | None) -> tuple:
     a = std.standardise_address(text)
-    return a.township, a.village, a.house_number
+    return a.township, a.village, a.house_number, a.rest
 
 
 def _per_unique(series: pd.Series, fn) -> dict:
@@ -72,7 +83,8 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     std_names = _per_unique(names, std.normalise_name)
     out["name_std"] = names.map(std_names)
     parts = _per_unique(out["name_std"], _name_parts)
-    for i, col in enumerate(["surname", "given", "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy"]):
+    for i, col in enumerate(["surname", "given", "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy",
+                           "name_words"]):
         out[col] = out["name_std"].map(lambda v, i=i: parts[v][i] if v in parts else None)
     sex = get("sex_code")
     out["sex"] = sex.where(sex.isin(["1", "2"]), None)
@@ -82,7 +94,11 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     ids = get("id_number").map(lambda v: privacy.decrypt(v) if isinstance(v, str) else None)
     parsed = _per_unique(ids, std.standardise_id)
     sid = ids.map(lambda v: parsed.get(v))
-    id18 = sid.map(lambda p: p.id18 if p is not None else None)
+    # an identifier that is not a resident ID at all (a passport, another country's number) is still compared,
+    # in its normalised text: exact or one edit apart is evidence whatever the scheme; only a valid resident ID
+    # counts as valid (the guards and deterministic links need one)
+    id18 = pd.Series([p.id18 if p is not None and p.id18 else _other_identifier(v) for p, v in zip(sid, ids)],
+                     index=ids.index, dtype=object)
     valid = sid.map(lambda p: bool(p is not None and p.valid))
     id_birth = sid.map(lambda p: p.birth_date.isoformat() if p is not None and p.birth_date else None)
     years_apart = (pd.to_numeric(out["birth_year"], errors="coerce") - pd.to_numeric(id_birth.str[:4], errors="coerce")).abs()
@@ -101,9 +117,17 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     out["health_record_number"] = get("health_record_number")
     addr = get("address")
     addr_parts = _per_unique(addr, _address_parts)
-    out["township"] = get("address_township").fillna(addr.map(lambda v: addr_parts.get(v, (None,) * 3)[0]))
-    out["village"] = get("address_village").fillna(addr.map(lambda v: addr_parts.get(v, (None,) * 3)[1]))
-    out["house_number"] = get("address_house_number").fillna(addr.map(lambda v: addr_parts.get(v, (None,) * 3)[2]))
+    none = (None,) * 4
+    out["township"] = get("address_township").fillna(addr.map(lambda v: addr_parts.get(v, none)[0]))
+    out["village"] = get("address_village").fillna(addr.map(lambda v: addr_parts.get(v, none)[1]))
+    out["house_number"] = get("address_house_number").fillna(addr.map(lambda v: addr_parts.get(v, none)[2]))
+    # the whole address below county level, for addresses that name no township (or not in Chinese at all)
+    out["address_text"] = addr.map(lambda v: addr_parts.get(v, none)[3])
+    # blocking keys for addresses written in words (not Chinese): the first two words (number and street) and
+    # the last two (postcode and region, or district) — Chinese addresses block on name, birth date and ID
+    words = out["address_text"].map(lambda v: v.split() if isinstance(v, str) and std.is_latin(v) else None)
+    out["address_head"] = words.map(lambda w: " ".join(w[:2]) if w and len(w) >= 3 else None)
+    out["address_tail"] = words.map(lambda w: " ".join(w[-2:]) if w and len(w) >= 3 else None)
     out["household_key"] = [("|".join(p for p in (t, v, h) if isinstance(p, str)) or None)
                             for t, v, h in zip(out["township"], out["village"], out["house_number"])]
     out["updated_at"] = get("source_updated_at")

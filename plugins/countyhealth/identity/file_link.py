@@ -74,8 +74,16 @@ def _iso_date(value):
     return None if pd.isna(parsed) else parsed.date().isoformat()
 
 
-def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = "input") -> pd.DataFrame:
-    """``record_id, person_id, link, match_probability`` for every row of ``frame`` (input columns)."""
+MIN_RECORDS_TO_FIT = 2000
+
+
+def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = "input",
+               fit_to_input: bool = False) -> pd.DataFrame:
+    """``record_id, person_id, link, match_probability`` for every row of ``frame`` (input columns).
+
+    ``fit_to_input`` re-estimates the model's parameters on the file itself (u by random sampling, m by EM,
+    the pipeline's own recipe) instead of using the reviewed model — for data unlike the county's, where how
+    often strangers share a birth date or an address differs."""
     rows = to_person_rows(frame, where=where)
     if rows.empty:
         return pd.DataFrame(columns=["record_id", "person_id", "link", "match_probability"])
@@ -83,8 +91,15 @@ def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = 
     rows["source_id"] = "file"
     feats = features.build(rows)
     cfg = load_config()
+    if fit_to_input:
+        if len(feats) < MIN_RECORDS_TO_FIT:
+            raise LinkInputError(f"{where}: {len(feats):,} records are too few to fit the model (EM needs at least "
+                                 f"{MIN_RECORDS_TO_FIT:,}) — link without --fit-to-input")
+        settings = model.train(feats, max_pairs=min(3e6, len(feats) * 100.0))
+    else:
+        settings = model.load_settings()
     seq = itertools.count(1)
-    result = engine.link(feats, None, {}, settings=model.load_settings(),
+    result = engine.link(feats, None, {}, settings=settings,
                          thresholds=engine.Thresholds(cfg.auto_link, cfg.review),
                          mint=lambda: f"P{next(seq):010d}", backend=backend or cfg.backend)
     keys = feats["unique_id"]
@@ -95,9 +110,9 @@ def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = 
                          "match_probability": [None if k[1] is None else round(float(k[1]), 6) for k in kinds]})
 
 
-def link_csv(input_path: Path, output_path: Path, *, backend: str | None = None) -> dict:
+def link_csv(input_path: Path, output_path: Path, *, backend: str | None = None, fit_to_input: bool = False) -> dict:
     frame = read_input(input_path)
-    out = link_frame(frame, backend=backend, where=input_path.name)
+    out = link_frame(frame, backend=backend, where=input_path.name, fit_to_input=fit_to_input)
     tmp = output_path.with_name(f".{output_path.name}.tmp")
     out.to_csv(tmp, index=False, encoding="utf-8")
     tmp.replace(output_path)

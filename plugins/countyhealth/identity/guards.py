@@ -6,7 +6,8 @@ in another's chart; a missed link only costs a repeated test).
   a typo that happened to keep a valid check character);
 - **different sex**: both recorded, different;
 - **twins**: same birth date, same household (address or phone), different given names;
-- **different generation**: birth years 12+ years apart (an infant filed under a parent's details);
+- **different generation**: birth years 12+ years apart (an infant filed under a parent's details) — unless the
+  two birth dates are one keystroke apart (1985 typed 1958 is a typo, not a parent);
 - a pair a reviewer rejected.
 
 The infant carrying a guardian's ID is handled upstream (:mod:`.features`): an ID whose birth date is a
@@ -27,6 +28,10 @@ def _transposed(a: str, b: str) -> bool:
     return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
 
 
+def _one_keystroke(a: str, b: str) -> bool:
+    return _hamming1(a, b) or _transposed(a, b)
+
+
 def reason_to_keep_apart(a: dict, b: dict) -> str | None:
     """Why records ``a`` and ``b`` (feature rows) must not be auto-linked; None when nothing forbids it."""
     if a.get("id_valid") and b.get("id_valid") and a.get("id18") and b.get("id18") and a["id18"] != b["id18"]:
@@ -45,6 +50,7 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
         return "twins: same birth date and household, different given names"
     ya, yb = a.get("birth_year"), b.get("birth_year")
     same_id = a.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18")
-    if ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id:
+    if (ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id
+            and not _one_keystroke(a["birth_date"], b["birth_date"])):
         return "born a generation apart"
     return None

@@ -3,17 +3,21 @@
 Comparisons (each a Splink comparison with its own levels; SQL runs in Splink's DuckDB, or Spark):
 
 - name: exact (simplified, spaces removed) · same pinyin (homophones typed by ear: 伟/玮, traditional
-  characters) · same fuzzy pinyin (zh/z, n/l, ang/an … as southern clerks hear them) · pinyin Jaro-Winkler ≥ 0.9;
-- birth date: exact · one digit typed wrong · month and day swapped · within 60 days (a lunar birthday given
-  instead of the solar one, or the reverse) · same year;
-- ID number (18 digits after normalising 15-digit IDs and lower-case x): exact · one digit substituted ·
-  two adjacent digits transposed · same region and birth date (the first 14 characters);
+  characters) · same fuzzy pinyin (zh/z, n/l, ang/an … as southern clerks hear them) · same words in another
+  order (张伟 / "Wei Zhang") · pinyin Jaro-Winkler ≥ 0.9 · given name the same;
+- birth date: exact · one digit typed wrong or two swapped · month and day swapped · within 60 days (a lunar
+  birthday given instead of the solar one, or the reverse) · same year;
+- ID number (18 digits after normalising 15-digit IDs and lower-case x; any other identifier in its normalised
+  text): exact · one digit substituted · adjacent digits transposed or one dropped · same region and birth date
+  (the first 14 characters);
 - phone, health-record number (17 digits, the public-health system's key), sex: exact;
-- address: same household (township, village, house number) · same village · same township.
+- address: same household (township, village, house number) · same village · same township · same text · text
+  Jaro-Winkler ≥ 0.9 (addresses that name no township, or are not Chinese).
 
 Blocking rules were chosen by counting candidate pairs (`countyhealth identity blocking`, bench/bench_identity.py):
 surname alone explodes (陈 and 林 are a quarter of the county), so every rule pairs a strong key with a
-second one.
+second one. Two rules key on addresses written in words (number + street, postcode + region); Chinese addresses
+leave those keys empty, so they cost the county nothing.
 
 The trained parameters (m and u probabilities, λ) are ``identity/model.json``: reviewed, versioned in git,
 re-estimated by ``countyhealth identity retrain`` (EM on the warehouse's own records).
@@ -36,6 +40,9 @@ BLOCKING_RULES = [
     "l.phone = r.phone AND l.birth_year = r.birth_year",
     "substr(l.id18, 1, 14) = substr(r.id18, 1, 14)",
     "l.name_pinyin = r.name_pinyin AND l.phone = r.phone",
+    # addresses in words (empty for Chinese addresses, so free there)
+    "l.name_pinyin = r.name_pinyin AND l.address_tail = r.address_tail",
+    "l.address_head = r.address_head AND l.address_tail = r.address_tail",
 ]
 
 
@@ -56,7 +63,11 @@ def comparisons() -> list:
             cll.ExactMatchLevel("name_std"),
             cll.ExactMatchLevel("name_pinyin").configure(label_for_charts="same pinyin (homophone, traditional)"),
             cll.ExactMatchLevel("name_fuzzy").configure(label_for_charts="same fuzzy pinyin (zh/z, n/l, ang/an)"),
+            cll.ExactMatchLevel("name_words").configure(label_for_charts="same words in another order"),
             cll.JaroWinklerLevel("name_pinyin", 0.9),
+            # not the surname alone: siblings share it; a given name kept under another surname is a married
+            # name or a mistyped surname
+            cll.ExactMatchLevel("given_pinyin").configure(label_for_charts="given name the same"),
             cll.ElseLevel(),
         ],
     )
@@ -65,7 +76,8 @@ def comparisons() -> list:
         comparison_levels=[
             cll.NullLevel("birth_date"),
             cll.ExactMatchLevel("birth_date"),
-            cll.CustomLevel("levenshtein(birth_date_l, birth_date_r) = 1", label_for_charts="one digit typed wrong"),
+            cll.CustomLevel("damerau_levenshtein(birth_date_l, birth_date_r) = 1",
+                            label_for_charts="one digit typed wrong, or two swapped"),
             cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) AND "
                             "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) AND "
                             "substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)",
@@ -85,7 +97,8 @@ def comparisons() -> list:
             cll.NullLevel("id18"),
             cll.ExactMatchLevel("id18"),
             cll.CustomLevel("length(id18_l) = length(id18_r) AND levenshtein(id18_l, id18_r) = 1", label_for_charts="one digit substituted"),
-            cll.CustomLevel("damerau_levenshtein(id18_l, id18_r) = 1", label_for_charts="adjacent digits transposed"),
+            cll.CustomLevel("damerau_levenshtein(id18_l, id18_r) = 1",
+                            label_for_charts="adjacent digits transposed, or one dropped"),
             cll.CustomLevel("substr(id18_l, 1, 14) = substr(id18_r, 1, 14)",
                             label_for_charts="same region and birth date"),
             cll.ElseLevel(),
@@ -97,10 +110,13 @@ def comparisons() -> list:
     address = cl.CustomComparison(
         output_column_name="address",
         comparison_levels=[
-            cll.NullLevel("township"),
+            cll.CustomLevel("address_text_l IS NULL OR address_text_r IS NULL").configure(is_null_level=True),
             cll.ExactMatchLevel("household_key").configure(label_for_charts="same household"),
             cll.ExactMatchLevel("village"),
             cll.ExactMatchLevel("township"),
+            # addresses that name no township (or are not Chinese): the text itself
+            cll.ExactMatchLevel("address_text"),
+            cll.JaroWinklerLevel("address_text", 0.9),
             cll.ElseLevel(),
         ],
     )

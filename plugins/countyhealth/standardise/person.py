@@ -53,11 +53,24 @@ def _t2s():
     return OpenCC("t2s")
 
 
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_NOT_LETTER = re.compile(r"[^\w\s'-]|_|\d")
+
+
+def is_latin(name: str | None) -> bool:
+    """A name written without Chinese characters (pinyin, a foreign name): its words are kept apart."""
+    return bool(name) and not _HAN.search(name)
+
+
 def normalise_name(raw: str | None) -> str | None:
-    """Trimmed, spaces removed, full-width folded, simplified characters; ``·`` kept for minority names."""
+    """Trimmed, spaces removed, full-width folded, simplified characters; ``·`` kept for minority names.
+    A name in Latin letters (no Chinese character) is lower-cased with its words kept, one space apart."""
     if raw is None:
         return None
     text = str(raw).translate(_FULLWIDTH)
+    if is_latin(text):
+        text = " ".join(_NOT_LETTER.sub(" ", text.translate(_DOTS).replace("·", " ")).lower().split())
+        return text or None
     text = _SPACES.sub("", text).translate(_DOTS).strip("·")
     if not text:
         return None
@@ -68,6 +81,9 @@ def split_name(name: str | None) -> tuple[str | None, str | None]:
     """(surname, given name). Compound surnames from the table; minority names split at ``·``."""
     if not name:
         return None, None
+    if is_latin(name):  # "given family", the order of most names written in Latin letters
+        words = name.split()
+        return words[-1], " ".join(words[:-1]) or None
     if "·" in name:
         given, _, family = name.partition("·")
         return family or None, given or None
@@ -88,6 +104,8 @@ def name_pinyin(name: str | None) -> str | None:
     """Toneless pinyin, syllables space-separated, surname read from the surname table."""
     if not name:
         return None
+    if is_latin(name):
+        return name.lower()
     if "·" in name:
         return " ".join(_pinyin(part) for part in name.split("·"))
     for length in (2, 1):
@@ -186,8 +204,11 @@ class StdAddress:
 def standardise_address(raw: str | None) -> StdAddress:
     if not raw:
         return StdAddress(None, None, None, None)
-    text = _SPACES.sub("", str(raw).translate(_FULLWIDTH))
-    text = _t2s().convert(text)
+    text = str(raw).translate(_FULLWIDTH)
+    if is_latin(text):  # not a Chinese address: its words are kept, lower-cased
+        text = " ".join(text.lower().split())
+        return StdAddress(text or None, None, None, None)
+    text = _t2s().convert(_SPACES.sub("", text))
     rest = _ADMIN_PREFIX.sub("", text, count=1) or text
     township = _TOWNSHIP.search(rest)
     after = rest[township.end():] if township else rest

@@ -1,0 +1,45 @@
+"""Person features: what the model compares, beyond the standardisation tested in test_standardise_person."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from countyhealth.identity import features, model, store
+
+
+def build(**row):
+    return features.build(pd.DataFrame([{"source_id": "s", "source_record_id": "1", **row}])).iloc[0]
+
+
+def test_an_identifier_that_is_not_a_resident_id_is_compared_as_text_but_never_valid():
+    f = build(name="陈伟", id_number="e12-98044")
+    assert f["id18"] == "E1298044" and not f["id_valid"]
+    assert build(name="陈伟", id_number="350125198001011238")["id_valid"]
+    assert build(name="陈伟", id_number="12")["id18"] is None  # too short to tell anyone apart
+
+
+def test_names_in_any_word_order_share_a_key_and_latin_addresses_get_blocking_keys():
+    a, b = build(name="Ambrosia Samplton"), build(name="张伟")
+    assert a["name_words"] == build(name="samplton ambrosia")["name_words"]
+    assert b["name_words"] == build(name="Wei Zhang")["name_words"]
+    f = build(address="28 Moorehead Place Goodwood 4701 SA")
+    assert (f["address_head"], f["address_tail"]) == ("28 moorehead", "4701 sa")
+    c = build(address="福建省福州市永泰县樟城镇东门村12号")
+    assert c["address_head"] is None and c["household_key"] == "樟城镇|东门村|12"
+
+
+def test_the_warehouse_candidate_search_mirrors_every_blocking_rule():
+    """Incremental runs find candidates in SQL by stored keys; a blocking rule without a stored key would link
+    a night's records to each other but never to the persons already in the warehouse."""
+    stored = {"id18": "id_hash", "phone": "phone_hash"}
+    keys = set()
+    for rule in model.BLOCKING_RULES:
+        if rule.startswith("substr(l.id18, 1, 14)"):
+            keys.add(("id_prefix_hash",))
+            continue
+        cols = re.findall(r"l\.(\w+) = r\.\1", rule)
+        assert cols, rule
+        keys.add(tuple(sorted(stored.get(c, c) for c in cols)))
+    assert keys == {tuple(sorted(k)) for k in store._CANDIDATE_KEYS}
