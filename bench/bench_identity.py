@@ -110,6 +110,8 @@ def main() -> None:
                       mint=lambda: f"P{next(seq):010d}", backend=args.backend)
     inc_s = time.perf_counter() - t0
     combined = {**base.person_of, **inc.person_of}
+    # person ids of records linked before the night that the night changed (merges redirect, never renumber)
+    changed = sum(1 for uid, person in inc.person_of.items() if uid in base.person_of and base.person_of[uid] != person)
     inc_score = evaluate.score(combined, truth)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -125,7 +127,8 @@ def main() -> None:
               f"{s.split_residents:,} | {secs:.1f} |")
     print(f"\nOurs also queued {len(res.review):,} pairs for review and refused {len(res.blocked):,} strong pairs on a "
           f"guard. Incremental: {n_new:,} new records placed against {len(old):,} linked ones in {inc_s:.1f} s "
-          f"(F1 after: {inc_score.f1:.4f}, wrong merges {inc_score.wrongly_merged_residents}). "
+          f"(F1 after: {inc_score.f1:.4f}, wrong merges {inc_score.wrongly_merged_residents}; existing records whose person "
+          f"id changed: {changed:,}, merges recorded: {len(inc.merges):,}). "
           f"Peak RSS {peak:,.0f} MB.")
 
 

@@ -67,3 +67,11 @@ def test_keyed_hash_and_encryption_round_trip():
     assert token != "13912345678" and privacy.is_encrypted(token)
     assert privacy.decrypt(token) == "13912345678"
     assert privacy.decrypt("plain") == "plain"
+
+
+def test_keyed_hashes_in_bulk_equal_one_at_a_time():
+    values = ["11010519491231002X", "13912345678", "13912345678", None, ""]
+    bulk = privacy.keyed_hashes(values, "phone")
+    assert set(bulk) == {"11010519491231002X", "13912345678"}
+    assert all(bulk[v] == privacy.keyed_hash(v, "phone") for v in bulk)
+    assert bulk["13912345678"] != privacy.keyed_hash("13912345678", "id_number")

@@ -73,6 +73,21 @@ def keyed_hash(value: str | None, purpose: str) -> str | None:
     return hmac.new(hash_key, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def keyed_hashes(values, purpose: str) -> dict[str, str]:
+    """:func:`keyed_hash` of many distinct values at once (the key is derived once; HMAC state copied, not
+    rebuilt): value → hash, for blank values nothing."""
+    hash_key, _ = _keys(_secret())
+    base = hmac.new(hash_key, f"{purpose}|".encode(), hashlib.sha256)
+    out = {}
+    for value in values:
+        if value is None or value == "" or value in out:
+            continue
+        h = base.copy()
+        h.update(value.encode())
+        out[value] = h.hexdigest()
+    return out
+
+
 def encrypt(value: str | None) -> str | None:
     if value is None or value == "":
         return None

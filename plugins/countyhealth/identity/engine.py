@@ -66,23 +66,46 @@ def _deterministic(a: dict, b: dict) -> bool:
     return False
 
 
-def _deterministic_edges(rows: dict[str, dict], new_set: set[str]) -> list[Edge]:
-    """Deterministic links found directly (not only among the pairs the model scored): records sharing a
-    valid ID or a health-record number, checked by :func:`_deterministic`."""
+def _deterministic_pairs(records: pd.DataFrame, new_set: set[str]) -> pd.DataFrame:
+    """Record pairs linked deterministically (:func:`_deterministic`), found directly by a self-join on the
+    valid ID and on the health-record number — not only among the pairs the model scored. Column-wise: a
+    million records hold hundreds of thousands of such groups."""
     out = []
+    cols = ["unique_id", "name_pinyin", "birth_date"]
     for key in ("id18", "health_record_number"):
-        groups: dict[str, list[str]] = {}
-        for uid, r in rows.items():
-            if r.get(key) and (key != "id18" or r.get("id_valid")):
-                groups.setdefault(r[key], []).append(uid)
-        for members in groups.values():
-            if len(members) < 2 or not any(m in new_set for m in members):
-                continue
-            for i, a in enumerate(members):
-                for b in members[i + 1:]:
-                    if (a in new_set or b in new_set) and _deterministic(rows[a], rows[b]):
-                        out.append(Edge(a, b, 1.0, "deterministic", f"same {key}"))
-    return out
+        sub = records[records[key].notna() & records["name_pinyin"].notna()]
+        if key == "id18":
+            sub = sub[sub["id_valid"].eq(True)]
+        sub = sub[sub[key].duplicated(keep=False)][[key] + cols]
+        if not len(sub):
+            continue
+        sub = sub.assign(is_new=sub["unique_id"].isin(new_set))
+        touched = sub.groupby(key)["is_new"].transform("any")
+        sub = sub[touched]
+        pairs = sub.merge(sub, on=key, suffixes=("_l", "_r"))
+        keep = (pairs["unique_id_l"] < pairs["unique_id_r"]) & (pairs["is_new_l"] | pairs["is_new_r"]) & \
+            (pairs["name_pinyin_l"] == pairs["name_pinyin_r"])
+        if key == "health_record_number":
+            keep &= pairs["birth_date_l"] == pairs["birth_date_r"]
+        pairs = pairs[keep]
+        out.append(pd.DataFrame({"unique_id_l": pairs["unique_id_l"], "unique_id_r": pairs["unique_id_r"],
+                                 "match_probability": 1.0, "kind": "deterministic", "evidence": f"same {key}"}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
+        columns=["unique_id_l", "unique_id_r", "match_probability", "kind", "evidence"])
+
+
+def _deterministic_mask(pairs: pd.DataFrame, records: pd.DataFrame) -> pd.Series:
+    """:func:`_deterministic` for every scored pair at once."""
+    look = records.set_index("unique_id")[["id18", "id_valid", "name_pinyin", "health_record_number", "birth_date"]]
+    left = look.reindex(pairs["unique_id_l"]).reset_index(drop=True)
+    right = look.reindex(pairs["unique_id_r"]).reset_index(drop=True)
+    same_name = left["name_pinyin"].notna() & (left["name_pinyin"] == right["name_pinyin"])
+    by_id = (left["id_valid"].eq(True) & right["id_valid"].eq(True)
+             & left["id18"].notna() & (left["id18"] == right["id18"]))
+    by_hrn = (~by_id & left["health_record_number"].notna()
+              & (left["health_record_number"] == right["health_record_number"])
+              & (left["birth_date"] == right["birth_date"]))
+    return pd.Series(((by_id | by_hrn) & same_name).to_numpy(), index=pairs.index)
 
 
 _EVIDENCE_COLS = ("name", "birth_date", "id18", "phone", "health_record_number", "sex", "address")
@@ -158,18 +181,18 @@ def _evidence(row) -> str:
 
 
 class _Groups:
-    """Union-find over records that keeps each group's members (groups are small: one resident's records)."""
+    """Union-find over records that keeps each group's members (groups are small: one resident's records).
+    Records enter when an edge or a person touches them: the rest stay alone and cost nothing."""
 
     def __init__(self):
         self.parent: dict[str, str] = {}
         self.members: dict[str, list[str]] = {}
 
-    def add(self, x: str) -> None:
+    def find(self, x: str) -> str:
         if x not in self.parent:
             self.parent[x] = x
             self.members[x] = [x]
-
-    def find(self, x: str) -> str:
+            return x
         root = x
         while self.parent[root] != root:
             root = self.parent[root]
@@ -188,6 +211,34 @@ class _Groups:
         return ra
 
 
+_GUARD_COLUMNS = ("id18", "id_valid", "name_pinyin", "given_pinyin", "name_fuzzy", "birth_date", "birth_year", "sex",
+                  "household_key", "phone")
+
+
+class _Rows:
+    """Feature rows as dicts, made only for the records a guard looks at (a million dicts cost seconds)."""
+
+    def __init__(self, records: pd.DataFrame):
+        self._pos = dict(zip(records["unique_id"], range(len(records))))
+        self._cols = {c: records[c].tolist() for c in _GUARD_COLUMNS if c in records}
+        self._cache: dict[str, dict] = {}
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self._pos
+
+    def __getitem__(self, uid: str) -> dict:
+        row = self._cache.get(uid)
+        if row is None:
+            i = self._pos[uid]
+            row = self._cache[uid] = {c: v[i] for c, v in self._cols.items()}
+        return row
+
+
+def _edge(rec) -> Edge:
+    evidence = rec.evidence if isinstance(rec.evidence, str) else ""
+    return Edge(rec.unique_id_l, rec.unique_id_r, float(rec.match_probability), rec.kind, evidence)
+
+
 def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, str], *, settings: dict,
          thresholds: Thresholds, mint, previous_person: dict[str, str] | None = None,
          accepted: set[frozenset] = frozenset(), rejected: set[frozenset] = frozenset(),
@@ -198,32 +249,39 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     ``mint()`` returns a fresh person id. ``accepted``/``rejected`` are reviewers' decisions as frozensets of
     two record ids."""
     previous_person = previous_person or {}
-    rows: dict[str, dict] = {}
-    for frame in (existing, new):
-        if frame is not None and len(frame):
-            for rec in frame.to_dict("records"):
-                rows[rec["unique_id"]] = rec
+    frames = [f for f in (existing, new) if f is not None and len(f)]
+    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
+        (frames[0].reset_index(drop=True) if frames else new)
+    records = records.drop_duplicates("unique_id", keep="last")  # a changed record: its new features count
+    rows = _Rows(records)
     new_ids = list(new["unique_id"]) if len(new) else []
     new_set = set(new_ids)
     pairs = score(new, existing, settings, min_probability=min(thresholds.review, 0.5), backend=backend) \
         if len(new) else pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
+    pairs = pairs[pairs["unique_id_l"].isin(rows._pos) & pairs["unique_id_r"].isin(rows._pos)]
 
-    edges: list[Edge] = []
-    for rec in pairs.to_dict("records"):
-        a, b, p = rec["unique_id_l"], rec["unique_id_r"], float(rec["match_probability"])
-        if a not in rows or b not in rows:
-            continue
-        kind = "deterministic" if _deterministic(rows[a], rows[b]) else "probabilistic"
-        edges.append(Edge(a, b, 1.0 if kind == "deterministic" else p, kind, _evidence(rec)))
-    edges.extend(_deterministic_edges(rows, new_set))
-    for pair in accepted:
-        a, b = tuple(pair)
-        if a in rows and b in rows and (a in new_set or b in new_set):
-            edges.append(Edge(a, b, 1.0, "manual", "accepted by a reviewer"))
+    # scored pairs, deterministic ones among them lifted to 1.0; evidence text only where someone will read it
+    gamma_cols = [f"gamma_{c}" for c in _EVIDENCE_COLS if f"gamma_{c}" in pairs]
+    scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + gamma_cols].copy()
+    scored["match_probability"] = scored["match_probability"].astype(float)
+    det = _deterministic_mask(scored, records) if len(scored) else pd.Series(dtype=bool)
+    scored["kind"] = "probabilistic"
+    scored.loc[det, "kind"] = "deterministic"
+    scored.loc[det, "match_probability"] = 1.0
+    scored["evidence"] = None
+    manual = [(a, b) for a, b in (tuple(p) for p in accepted) if a in rows and b in rows and
+              (a in new_set or b in new_set)]
+    parts = [scored, _deterministic_pairs(records, new_set),
+             pd.DataFrame({"unique_id_l": [a for a, _ in manual], "unique_id_r": [b for _, b in manual],
+                           "match_probability": 1.0, "kind": "manual", "evidence": "accepted by a reviewer"})]
+    edges = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else scored
+    edges["match_probability"] = edges["match_probability"].astype(float)
+    if len(edges) and gamma_cols:
+        # evidence for the pairs a reviewer or an auditor will read (queued or refused), not for every pair
+        strong = edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
+        edges.loc[strong, "evidence"] = [_evidence(r) for r in edges.loc[strong, gamma_cols].to_dict("records")]
 
     groups = _Groups()
-    for uid in rows:
-        groups.add(uid)
     # records already linked to one person start as one group: a person is not re-decided from scratch
     by_person: dict[str, list[str]] = {}
     for uid, person in existing_person.items():
@@ -247,25 +305,35 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
 
     result = LinkResult({}, {})
     best: dict[str, tuple[str, float]] = {}
-    order = {"manual": 0, "deterministic": 1, "probabilistic": 2}
-    for edge in sorted(edges, key=lambda e: (order[e.kind], -e.probability)):
-        if edge.kind == "probabilistic" and edge.probability < thresholds.auto_link:
-            continue
-        ga, gb = groups.find(edge.left), groups.find(edge.right)
+    order = edges["kind"].map({"manual": 0, "deterministic": 1, "probabilistic": 2})
+    take = edges[(order < 2) | (edges["match_probability"] >= thresholds.auto_link)]
+    take = take.assign(_order=order[take.index]).sort_values(["_order", "match_probability"],
+                                                            ascending=[True, False], kind="stable")
+    for rec in take.itertuples(index=False):
+        ga, gb = groups.find(rec.unique_id_l), groups.find(rec.unique_id_r)
         if ga == gb:
             continue
-        why = forbidden(ga, gb) if edge.kind != "manual" else None
+        why = forbidden(ga, gb) if rec.kind != "manual" else None
         if why:
-            result.blocked.append((edge, why))
+            result.blocked.append((_edge(rec), why))
             continue
         groups.union(ga, gb)
-        for uid in (edge.left, edge.right):
-            if uid in new_set and (uid not in best or edge.probability > best[uid][1]):
-                best[uid] = (edge.kind, edge.probability)
+        p = float(rec.match_probability)
+        for uid in (rec.unique_id_l, rec.unique_id_r):
+            if uid in new_set and (uid not in best or p > best[uid][1]):
+                best[uid] = (rec.kind, p)
 
-    # persons for the groups that hold new records
-    survivors: dict[str, str] = {}
-    for root, members in groups.members.items():
+    # persons for the groups that hold new records, in the order records came (ids are minted in that order)
+    done: set[str] = set()
+    for uid in list(records["unique_id"]):
+        if uid in groups.parent:
+            root = groups.find(uid)
+            members = groups.members[root]
+        else:
+            root, members = uid, [uid]
+        if root in done:
+            continue
+        done.add(root)
         persons = sorted({existing_person[m] for m in members if m in existing_person and m not in new_set})
         if not any(m in new_set for m in members) and len(persons) <= 1:
             continue
@@ -277,7 +345,6 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
         else:
             survivor = mint()
             result.new_persons.append(survivor)
-        survivors[root] = survivor
         for m in members:
             result.person_of[m] = survivor
             if m in new_set:
@@ -287,17 +354,17 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
                 result.moves.append((m, old, survivor))
     # the uncertain band goes to a person to decide
     seen = set()
-    for edge in edges:
-        if edge.kind != "probabilistic" or not (thresholds.review <= edge.probability < thresholds.auto_link):
-            continue
-        key = frozenset((edge.left, edge.right))
+    band = edges[edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
+                 & edges["match_probability"].lt(thresholds.auto_link)]
+    for rec in band.itertuples(index=False):
+        key = frozenset((rec.unique_id_l, rec.unique_id_r))
         if key in seen or key in rejected or key in accepted:
             continue
         seen.add(key)
-        pa_ = result.person_of.get(edge.left, existing_person.get(edge.left))
-        pb_ = result.person_of.get(edge.right, existing_person.get(edge.right))
+        pa_ = result.person_of.get(rec.unique_id_l, existing_person.get(rec.unique_id_l))
+        pb_ = result.person_of.get(rec.unique_id_r, existing_person.get(rec.unique_id_r))
         if pa_ != pb_:
-            result.review.append(edge)
+            result.review.append(_edge(rec))
     return result
 
 

@@ -61,11 +61,37 @@ def _other_identifier(raw) -> str | None:
 
 def _address_parts(text: str | None) -> tuple:
     a = std.standardise_address(text)
-    return a.township, a.village, a.house_number, a.rest
+    # blocking keys for addresses written in words (not Chinese): the first two words (number and street) and
+    # the last two (postcode and region, or district) — Chinese addresses block on name, birth date and ID
+    words = a.rest.split() if a.rest and std.is_latin(a.rest) else []
+    head, tail = (" ".join(words[:2]), " ".join(words[-2:])) if len(words) >= 3 else (None, None)
+    return a.township, a.village, a.house_number, a.rest, head, tail
+
+
+def _id_parts(raw: str | None) -> tuple:
+    p = std.standardise_id(raw)
+    # an identifier that is not a resident ID at all (a passport, another country's number) is still compared,
+    # in its normalised text: exact or one edit apart is evidence whatever the scheme; only a valid resident ID
+    # counts as valid (the guards and deterministic links need one)
+    key = p.id18 or _other_identifier(raw)
+    return key, bool(p.valid), p.birth_date.isoformat() if p.birth_date else None
 
 
 def _per_unique(series: pd.Series, fn) -> dict:
     return {v: fn(v) for v in series.dropna().unique()}
+
+
+def _spread(series: pd.Series, fn, columns: list[str]) -> pd.DataFrame:
+    """``fn`` (returning a tuple) once per distinct value of ``series``, spread back over its rows as columns."""
+    values = series.dropna().unique()
+    table = pd.DataFrame([fn(v) for v in values], index=values, columns=columns, dtype=object) if len(values) \
+        else pd.DataFrame(columns=columns, dtype=object)
+    return table.reindex(series.to_numpy()).set_axis(series.index)
+
+
+def _plain(series: pd.Series) -> pd.Series:
+    """Stored ciphertext → plaintext, once per distinct value."""
+    return series.map(_per_unique(series, lambda v: privacy.decrypt(v) if isinstance(v, str) else None))
 
 
 def build(rows: pd.DataFrame) -> pd.DataFrame:
@@ -73,61 +99,44 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     Work is done once per distinct name, ID, phone and address: they repeat across a resident's records and a
     household's members, so a million records cost a fraction of a million conversions."""
     n = len(rows)
-    get = lambda c: rows[c] if c in rows else pd.Series([None] * n, index=rows.index)  # noqa: E731
+    get = lambda c: rows[c] if c in rows else pd.Series([None] * n, index=rows.index, dtype=object)  # noqa: E731
     out = pd.DataFrame(index=rows.index)
     out["source_id"] = get("source_id")
     out["source_record_id"] = get("source_record_id")
     out["unique_id"] = out["source_id"] + "|" + out["source_record_id"]
     out["facility_code"] = get("facility_code")
     names = get("name")
-    std_names = _per_unique(names, std.normalise_name)
-    out["name_std"] = names.map(std_names)
-    parts = _per_unique(out["name_std"], _name_parts)
-    for i, col in enumerate(["surname", "given", "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy",
-                           "name_words"]):
-        out[col] = out["name_std"].map(lambda v, i=i: parts[v][i] if v in parts else None)
+    out["name_std"] = names.map(_per_unique(names, std.normalise_name))
+    name_cols = ["surname", "given", "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy", "name_words"]
+    out[name_cols] = _spread(out["name_std"], _name_parts, name_cols)
     sex = get("sex_code")
     out["sex"] = sex.where(sex.isin(["1", "2"]), None)
-    out["birth_date"] = get("birth_date").map(_date_text)
+    births = get("birth_date")
+    out["birth_date"] = births.dt.strftime("%Y-%m-%d") if pd.api.types.is_datetime64_any_dtype(births) \
+        else births.map(_per_unique(births, _date_text)).astype(object)
     out["birth_year"] = out["birth_date"].str[:4]
     out["birth_md"] = out["birth_date"].str[5:]
-    ids = get("id_number").map(lambda v: privacy.decrypt(v) if isinstance(v, str) else None)
-    parsed = _per_unique(ids, std.standardise_id)
-    sid = ids.map(lambda v: parsed.get(v))
-    # an identifier that is not a resident ID at all (a passport, another country's number) is still compared,
-    # in its normalised text: exact or one edit apart is evidence whatever the scheme; only a valid resident ID
-    # counts as valid (the guards and deterministic links need one)
-    id18 = pd.Series([p.id18 if p is not None and p.id18 else _other_identifier(v) for p, v in zip(sid, ids)],
-                     index=ids.index, dtype=object)
-    valid = sid.map(lambda p: bool(p is not None and p.valid))
-    id_birth = sid.map(lambda p: p.birth_date.isoformat() if p is not None and p.birth_date else None)
+    ids = _plain(get("id_number"))
+    sid = _spread(ids, _id_parts, ["key", "valid", "birth"])
+    valid = sid["valid"].eq(True)
+    id_birth = sid["birth"]
     years_apart = (pd.to_numeric(out["birth_year"], errors="coerce") - pd.to_numeric(id_birth.str[:4], errors="coerce")).abs()
     foreign = valid & (years_apart >= 12)  # a different generation: a guardian's or a relative's ID
-    out["id18"] = id18.where(~foreign, None)
+    out["id18"] = sid["key"].where(~foreign, None)
     out["id_valid"] = valid & ~foreign
-    hashes = _per_unique(out["id18"], lambda v: privacy.keyed_hash(v, "id_number"))
-    out["id_hash"] = out["id18"].map(hashes)
+    out["id_hash"] = out["id18"].map(privacy.keyed_hashes(out["id18"].dropna().unique(), "id_number"))
     out["id_birth_date"] = id_birth.where(~foreign, None)
     out["id_foreign"] = foreign
-    phones = get("phone").map(lambda v: privacy.decrypt(v) if isinstance(v, str) else None)
-    norm_phones = _per_unique(phones, std.normalise_phone)
-    out["phone"] = phones.map(norm_phones)
-    phone_hashes = _per_unique(out["phone"], lambda v: privacy.keyed_hash(v, "phone"))
-    out["phone_hash"] = out["phone"].map(phone_hashes)
+    phones = _plain(get("phone"))
+    out["phone"] = phones.map(_per_unique(phones, std.normalise_phone))
+    out["phone_hash"] = out["phone"].map(privacy.keyed_hashes(out["phone"].dropna().unique(), "phone"))
     out["health_record_number"] = get("health_record_number")
-    addr = get("address")
-    addr_parts = _per_unique(addr, _address_parts)
-    none = (None,) * 4
-    out["township"] = get("address_township").fillna(addr.map(lambda v: addr_parts.get(v, none)[0]))
-    out["village"] = get("address_village").fillna(addr.map(lambda v: addr_parts.get(v, none)[1]))
-    out["house_number"] = get("address_house_number").fillna(addr.map(lambda v: addr_parts.get(v, none)[2]))
-    # the whole address below county level, for addresses that name no township (or not in Chinese at all)
-    out["address_text"] = addr.map(lambda v: addr_parts.get(v, none)[3])
-    # blocking keys for addresses written in words (not Chinese): the first two words (number and street) and
-    # the last two (postcode and region, or district) — Chinese addresses block on name, birth date and ID
-    words = out["address_text"].map(lambda v: v.split() if isinstance(v, str) and std.is_latin(v) else None)
-    out["address_head"] = words.map(lambda w: " ".join(w[:2]) if w and len(w) >= 3 else None)
-    out["address_tail"] = words.map(lambda w: " ".join(w[-2:]) if w and len(w) >= 3 else None)
+    addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
+    addr = _spread(get("address"), _address_parts, addr_cols)
+    for col in addr_cols:
+        given = f"address_{col}"  # a source that stores the parts in their own columns (the platform) wins
+        out[col] = get(given).fillna(addr[col]) if col in ("township", "village", "house_number") and given in rows \
+            else addr[col]
     out["household_key"] = [("|".join(p for p in (t, v, h) if isinstance(p, str)) or None)
                             for t, v, h in zip(out["township"], out["village"], out["house_number"])]
     out["updated_at"] = get("source_updated_at")

@@ -53,6 +53,17 @@ def _t2s():
     return OpenCC("t2s")
 
 
+@lru_cache(maxsize=50_000)
+def _t2s_char(ch: str) -> str:
+    return _t2s().convert(ch)
+
+
+def _simplified(text: str) -> str:
+    """Traditional → simplified character by character (cached): names and addresses are short runs of
+    characters, OpenCC's phrase tables add nothing for them, and its per-string matching is the slow part."""
+    return "".join(_t2s_char(ch) if ch >= "\u3400" else ch for ch in text)
+
+
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _NOT_LETTER = re.compile(r"[^\w\s'-]|_|\d")
 
@@ -74,7 +85,7 @@ def normalise_name(raw: str | None) -> str | None:
     text = _SPACES.sub("", text).translate(_DOTS).strip("·")
     if not text:
         return None
-    return _t2s().convert(text)
+    return _simplified(text)
 
 
 def split_name(name: str | None) -> tuple[str | None, str | None]:
@@ -93,11 +104,29 @@ def split_name(name: str | None) -> tuple[str | None, str | None]:
     return name[:1], name[1:] or None
 
 
-@lru_cache(maxsize=200_000)
-def _pinyin(text: str) -> str:
+@lru_cache(maxsize=50_000)
+def _pinyin_char(ch: str) -> str:
     from pypinyin import Style, lazy_pinyin
 
-    return " ".join(lazy_pinyin(text, style=Style.NORMAL, errors="default"))
+    return " ".join(lazy_pinyin(ch, style=Style.NORMAL, errors="default"))
+
+
+@lru_cache(maxsize=200_000)
+def _pinyin(text: str) -> str:
+    # character by character (cached): a given name is not a phrase, so pypinyin's phrase dictionary and word
+    # segmentation only cost time; runs of Latin letters or digits stay whole
+    out, latin = [], ""
+    for ch in text:
+        if ch >= "\u3400":
+            if latin:
+                out.append(latin)
+                latin = ""
+            out.append(_pinyin_char(ch))
+        else:
+            latin += ch
+    if latin:
+        out.append(latin)
+    return " ".join(p for p in out if p)
 
 
 def name_pinyin(name: str | None) -> str | None:
@@ -208,7 +237,7 @@ def standardise_address(raw: str | None) -> StdAddress:
     if is_latin(text):  # not a Chinese address: its words are kept, lower-cased
         text = " ".join(text.lower().split())
         return StdAddress(text or None, None, None, None)
-    text = _t2s().convert(_SPACES.sub("", text))
+    text = _simplified(_SPACES.sub("", text))
     rest = _ADMIN_PREFIX.sub("", text, count=1) or text
     township = _TOWNSHIP.search(rest)
     after = rest[township.end():] if township else rest
