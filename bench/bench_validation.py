@@ -332,29 +332,13 @@ def county_run(residents: int, days: int, nights: int = 0, workdir: Path | None 
     """The whole pipeline on a simulated county — the first run, then ``nights`` nightly runs each after
     simulating one more day — returning Markdown with validation's share of each run. ``workdir`` keeps the
     county and its warehouse (a workdir that already holds them is reused: its next run is incremental)."""
-    import json
+    from _county import running_county
 
-    from countyhealth.simulate.county import County, CountyConfig, generate, load_config
-    from countyhealth.simulate.public_health import PublicHealthServer, ServerConfig
-    from countyhealth.simulate.sources import write_sources
+    from countyhealth.simulate.county import County, load_config
 
-    root = Path(workdir or tempfile.mkdtemp(prefix="bench-validation-county-"))
-    county = root / "county"
-    if not (county / "county.json").exists():
-        t = time.perf_counter()
-        generate(county, CountyConfig(seed=42, residents=residents, days=days))
-        print(f"county: {residents:,} residents, {days} days generated in {time.perf_counter() - t:.0f} s in {root}",
-              flush=True)
-        write_sources(county, root / "sources")
+    county_ctx = running_county(residents, days, workdir, prefix="bench-validation-county-")
+    root, county = county_ctx.__enter__()
     residents = load_config(county).residents
-    server = PublicHealthServer(ServerConfig(db_path=county / "public_health" / "platform.sqlite")).start()
-    key, secret = ServerConfig.default_credentials()
-    env = {"COUNTYHEALTH_COUNTY_DIR": str(county), "COUNTYHEALTH_SOURCES_DIR": str(root / "sources"),
-           "COUNTYHEALTH_DATA_DIR": str(root / "data"),
-           "AIRFLOW_CONN_PUBLIC_HEALTH": f"http://{key}:{secret}@127.0.0.1:{server.port}"}
-    for sid, info in json.loads((county / "county.json").read_text())["his"].items():
-        env[f"AIRFLOW_CONN_{sid.upper()}"] = f"sqlite:///{county / info['url']}"
-    os.environ.update(env)
     from countyhealth import pipeline, validation, settings
     from countyhealth.validation import suites
 
@@ -396,7 +380,7 @@ def county_run(residents: int, days: int, nights: int = 0, workdir: Path | None 
                          + f" | {100 * val / total:.0f}% |")
     finally:
         validation.validate_dataset = real
-        server.stop()
+        county_ctx.__exit__(None, None, None)
     return "\n".join(lines)
 
 
