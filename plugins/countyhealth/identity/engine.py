@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -73,15 +74,17 @@ def _deterministic_pairs(records: pd.DataFrame, new_set: set[str]) -> pd.DataFra
     out = []
     cols = ["unique_id", "name_pinyin", "birth_date"]
     for key in ("id18", "health_record_number"):
-        sub = records[records[key].notna() & records["name_pinyin"].notna()]
+        is_new = records["unique_id"].isin(new_set)
+        usable = records[key].notna() & records["name_pinyin"].notna()
         if key == "id18":
-            sub = sub[sub["id_valid"].eq(True)]
-        sub = sub[sub[key].duplicated(keep=False)][[key] + cols]
+            usable &= records["id_valid"].eq(True)
+        # only keys a new record carries can make a new pair (a night's records against a million linked)
+        keys = records.loc[usable & is_new, key]
+        sub = records.loc[usable & records[key].isin(keys), [key] + cols]
+        sub = sub[sub[key].duplicated(keep=False)]
         if not len(sub):
             continue
-        sub = sub.assign(is_new=sub["unique_id"].isin(new_set))
-        touched = sub.groupby(key)["is_new"].transform("any")
-        sub = sub[touched]
+        sub = sub.assign(is_new=is_new[sub.index])
         pairs = sub.merge(sub, on=key, suffixes=("_l", "_r"))
         keep = (pairs["unique_id_l"] < pairs["unique_id_r"]) & (pairs["is_new_l"] | pairs["is_new_r"]) & \
             (pairs["name_pinyin_l"] == pairs["name_pinyin_r"])
@@ -125,6 +128,8 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
         db = DuckDBAPI()
     else:
         raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
+    # weights per comparison instead of the compared values: far less to carry back (see levels_by_weight)
+    settings = {**settings, "retain_matching_columns": False, "retain_intermediate_calculation_columns": True}
     run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
     new_df = db.register(new, dataset_display_name=f"new_records_{run}")
     linker = Linker(new_df, settings)
@@ -171,12 +176,38 @@ def _spark_api():
     return SparkAPI(spark_session=spark, break_lineage_method="checkpoint", num_partitions_on_repartition=8)
 
 
-def _evidence(row) -> str:
+def levels_by_weight(settings: dict) -> dict[str, list[tuple[float, int]]]:
+    """Per comparison, each level's match weight and its Splink level number (gamma: the null level -1, the
+    last "else" level 0, the first non-null level highest). Scoring keeps only the weights — Splink's matching
+    columns, a few dozen strings per pair, were 40% of its time — and evidence is read back from them."""
+    out = {}
+    for comparison in settings["comparisons"]:
+        levels = comparison["comparison_levels"]
+        gamma = sum(1 for lv in levels if not lv.get("is_null_level")) - 1
+        table = []
+        for lv in levels:
+            if lv.get("is_null_level"):
+                table.append((0.0, -1))
+                continue
+            m, u = lv.get("m_probability"), lv.get("u_probability")
+            if m and u:
+                table.append((math.log2(m / u), gamma))
+            gamma -= 1
+        out[comparison["output_column_name"]] = table
+    return out
+
+
+def _evidence(row: dict, levels: dict[str, list[tuple[float, int]]]) -> str:
+    """``name:6 birth_date:5 …`` — the level each comparison reached; levels the model weighs the same are
+    indistinguishable from the weight and shown together (``address:2|1``)."""
     parts = []
     for col in _EVIDENCE_COLS:
-        g = row.get(f"gamma_{col}")
-        if g is not None and g == g:
-            parts.append(f"{col}:{int(g)}")
+        mw = row.get(f"mw_{col}")
+        if mw is None or mw != mw or col not in levels:
+            continue
+        hits = [g for w, g in levels[col] if abs(w - mw) < 1e-6]
+        if hits:
+            parts.append(f"{col}:{'|'.join(str(g) for g in sorted(hits, reverse=True))}")
     return " ".join(parts)
 
 
@@ -261,8 +292,8 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     pairs = pairs[pairs["unique_id_l"].isin(rows._pos) & pairs["unique_id_r"].isin(rows._pos)]
 
     # scored pairs, deterministic ones among them lifted to 1.0; evidence text only where someone will read it
-    gamma_cols = [f"gamma_{c}" for c in _EVIDENCE_COLS if f"gamma_{c}" in pairs]
-    scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + gamma_cols].copy()
+    weight_cols = [f"mw_{c}" for c in _EVIDENCE_COLS if f"mw_{c}" in pairs]
+    scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + weight_cols].copy()
     scored["match_probability"] = scored["match_probability"].astype(float)
     det = _deterministic_mask(scored, records) if len(scored) else pd.Series(dtype=bool)
     scored["kind"] = "probabilistic"
@@ -276,20 +307,30 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
                            "match_probability": 1.0, "kind": "manual", "evidence": "accepted by a reviewer"})]
     edges = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else scored
     edges["match_probability"] = edges["match_probability"].astype(float)
-    if len(edges) and gamma_cols:
+    if len(edges) and weight_cols:
+        levels = levels_by_weight(settings)
         # evidence for the pairs a reviewer or an auditor will read (queued or refused), not for every pair
         strong = edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
-        edges.loc[strong, "evidence"] = [_evidence(r) for r in edges.loc[strong, gamma_cols].to_dict("records")]
+        edges.loc[strong, "evidence"] = [_evidence(r, levels) for r in edges.loc[strong, weight_cols].to_dict("records")]
 
     groups = _Groups()
-    # records already linked to one person start as one group: a person is not re-decided from scratch
+    # records already linked to one person start as one group: a person is not re-decided from scratch.
+    # The group is formed when an edge first touches one of its records — a night touches a few thousand
+    # persons of hundreds of thousands, and the rest need no union-find at all.
     by_person: dict[str, list[str]] = {}
     for uid, person in existing_person.items():
-        if uid in rows and uid not in new_set:
+        if uid not in new_set and uid in rows:
             by_person.setdefault(person, []).append(uid)
-    for members in by_person.values():
-        for m in members[1:]:
-            groups.union(members[0], m)
+    formed: set[str] = set()
+
+    def group_of(uid: str) -> str:
+        person = existing_person.get(uid) if uid not in new_set else None
+        if person is not None and person not in formed:
+            formed.add(person)
+            members = by_person.get(person, ())
+            for m in members[1:]:
+                groups.union(members[0], m)
+        return groups.find(uid)
 
     def forbidden(ga: str, gb: str) -> str | None:
         for x in groups.members[ga]:
@@ -310,7 +351,7 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     take = take.assign(_order=order[take.index]).sort_values(["_order", "match_probability"],
                                                             ascending=[True, False], kind="stable")
     for rec in take.itertuples(index=False):
-        ga, gb = groups.find(rec.unique_id_l), groups.find(rec.unique_id_r)
+        ga, gb = group_of(rec.unique_id_l), group_of(rec.unique_id_r)
         if ga == gb:
             continue
         why = forbidden(ga, gb) if rec.kind != "manual" else None
@@ -323,9 +364,11 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
             if uid in new_set and (uid not in best or p > best[uid][1]):
                 best[uid] = (rec.kind, p)
 
-    # persons for the groups that hold new records, in the order records came (ids are minted in that order)
+    # persons for the groups that hold new records, in the order records came (ids are minted in that order);
+    # a record no edge touched and not new keeps its person and needs no visit
     done: set[str] = set()
-    for uid in list(records["unique_id"]):
+    uids = records["unique_id"]
+    for uid in uids[uids.isin(new_set) | uids.isin(list(groups.parent))].tolist():
         if uid in groups.parent:
             root = groups.find(uid)
             members = groups.members[root]
