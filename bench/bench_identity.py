@@ -78,7 +78,7 @@ def candidate_records(new: pd.DataFrame, old: pd.DataFrame, person_of: dict[str,
     for rule in model.BLOCKING_RULES:
         cols = ["id_prefix"] if rule.startswith("substr(l.id18, 1, 14)") else re.findall(r"l\.(\w+) = r\.\1", rule)
         keys = new[cols].dropna().drop_duplicates()
-        hit |= old[cols].merge(keys.assign(_hit=True), on=cols, how="left")["_hit"].fillna(False).to_numpy()
+        hit |= old[cols].merge(keys.assign(_hit=True), on=cols, how="left")["_hit"].notna().to_numpy()
     persons = {person_of[u] for u in old.loc[hit, "unique_id"]}
     member = old["unique_id"].map(person_of).isin(persons)
     return old[member].drop(columns="id_prefix")
