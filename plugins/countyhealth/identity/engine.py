@@ -73,8 +73,8 @@ def _deterministic_pairs(records: pd.DataFrame, new_set: set[str]) -> pd.DataFra
     million records hold hundreds of thousands of such groups."""
     out = []
     cols = ["unique_id", "name_pinyin", "birth_date"]
+    is_new = records["unique_id"].isin(new_set)
     for key in ("id18", "health_record_number"):
-        is_new = records["unique_id"].isin(new_set)
         usable = records[key].notna() & records["name_pinyin"].notna()
         if key == "id18":
             usable &= records["id_valid"].eq(True)
