@@ -70,18 +70,14 @@ def candidate_records(new: pd.DataFrame, old: pd.DataFrame, person_of: dict[str,
     of ``model.BLOCKING_RULES`` with a new record, plus every record of the persons they belong to."""
     from countyhealth.identity import model
 
-    def with_prefix(f):
-        return f.assign(id_prefix=f["id18"].str.slice(0, 14))
-
-    new, old = with_prefix(new), with_prefix(old)
     hit = pd.Series(False, index=old.index)
     for rule in model.BLOCKING_RULES:
-        cols = ["id_prefix"] if rule.startswith("substr(l.id18, 1, 14)") else re.findall(r"l\.(\w+) = r\.\1", rule)
+        cols = re.findall(r"l\.(\w+) = r\.\1", rule)
         keys = new[cols].dropna().drop_duplicates()
         hit |= old[cols].merge(keys.assign(_hit=True), on=cols, how="left")["_hit"].notna().to_numpy()
     persons = {person_of[u] for u in old.loc[hit, "unique_id"]}
     member = old["unique_id"].map(person_of).isin(persons)
-    return old[member].drop(columns="id_prefix")
+    return old[member]
 
 
 def main() -> None:

@@ -33,3 +33,52 @@ def test_evidence_read_from_match_weights_names_the_level_splink_compared():
             assert str(gamma) in evidence[col].split("|"), (col, gamma, evidence[col])
             seen_levels.add((col, gamma))
     assert len(seen_levels) >= 15  # many levels exercised, not only exact matches and nulls
+
+
+def _link_both_ways(monkeypatch, new, existing, existing_person, **kw):
+    """The engine as it runs (components checked column-wise), and with every joining component clustered edge
+    by edge (the reference: strongest edge first, each join checked pair by pair)."""
+    import itertools
+
+    settings, th = model.load_settings(), engine.Thresholds(0.999, 0.5)
+    out = []
+    for cap in (engine._SMALL_COMPONENT, 0):
+        monkeypatch.setattr(engine, "_SMALL_COMPONENT", cap)
+        seq = itertools.count(1)
+        out.append(engine.link(new, existing, existing_person, settings=settings, thresholds=th,
+                               mint=lambda: f"N{next(seq):06d}", **kw))
+    return out
+
+
+def test_component_clustering_gives_the_persons_edge_by_edge_clustering_gives(monkeypatch):
+    """Heavy noise (twins, guardian IDs, shared phones) so guards refuse joins inside components; then a night's
+    records against linked persons, with a reviewer's rejection and acceptance."""
+    recs, _ = person_records(2500, seed=5, noise=NoiseRates.scaled(3.0))
+    frame = features.build(pd.DataFrame([r.row for r in recs]))
+    fast, slow = _link_both_ways(monkeypatch, frame, None, {})
+    assert fast.person_of == slow.person_of and fast.new_persons == slow.new_persons
+    assert fast.link_kind == slow.link_kind
+    # a component without conflicts refuses nothing edge by edge either: the refusals are the same
+    assert sorted((e.left, e.right, why) for e, why in fast.blocked) == \
+        sorted((e.left, e.right, why) for e, why in slow.blocked) and len(slow.blocked) >= 5
+    assert sorted((e.left, e.right) for e in fast.review) == sorted((e.left, e.right) for e in slow.review)
+
+    old, new = frame.iloc[:-600], frame.iloc[-600:]
+    seq = iter(range(10**6))
+    base = engine.link(old, None, {}, settings=model.load_settings(), thresholds=engine.Thresholds(0.999, 0.5),
+                       mint=lambda: f"P{next(seq):06d}")
+    band = [e for e in base.review][:4]
+    rejected = {frozenset((e.left, e.right)) for e in band[:2]}
+    accepted = {frozenset((e.left, e.right)) for e in band[2:]}
+    # a changed record: one of the old ones arrives again with new features
+    changed = old.iloc[[5]]
+    night = pd.concat([new, changed], ignore_index=True)
+    fast, slow = _link_both_ways(monkeypatch, night, old, base.person_of,
+                                 previous_person={changed["unique_id"].iloc[0]: base.person_of[changed["unique_id"].iloc[0]]},
+                                 accepted=accepted, rejected=rejected)
+    assert fast.person_of == slow.person_of and fast.new_persons == slow.new_persons
+    assert sorted(fast.merges) == sorted(slow.merges) and fast.moves == slow.moves
+    assert fast.link_kind == slow.link_kind
+    assert sorted((e.left, e.right, why) for e, why in fast.blocked) == \
+        sorted((e.left, e.right, why) for e, why in slow.blocked)
+    assert any(p in base.person_of.values() for p in fast.person_of.values())  # joined existing persons

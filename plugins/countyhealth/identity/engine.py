@@ -19,6 +19,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from countyhealth.identity import guards, model
@@ -270,28 +271,18 @@ def _edge(rec) -> Edge:
     return Edge(rec.unique_id_l, rec.unique_id_r, float(rec.match_probability), rec.kind, evidence)
 
 
-def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, str], *, settings: dict,
-         thresholds: Thresholds, mint, previous_person: dict[str, str] | None = None,
-         accepted: set[frozenset] = frozenset(), rejected: set[frozenset] = frozenset(),
-         backend: str = "duckdb") -> LinkResult:
-    """Place ``new`` records. ``existing`` are linked records (features) that may be theirs, with
-    ``existing_person`` record → person; ``previous_person`` is where records in ``new`` that changed were
-    linked before (a changed record is placed again from scratch, and moves if the evidence says so);
-    ``mint()`` returns a fresh person id. ``accepted``/``rejected`` are reviewers' decisions as frozensets of
-    two record ids."""
-    previous_person = previous_person or {}
-    frames = [f for f in (existing, new) if f is not None and len(f)]
-    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
-        (frames[0].reset_index(drop=True) if frames else new)
-    records = records.drop_duplicates("unique_id", keep="last")  # a changed record: its new features count
-    rows = _Rows(records)
-    new_ids = list(new["unique_id"]) if len(new) else []
-    new_set = set(new_ids)
+# components larger than this are clustered edge by edge without listing their pairs: a key shared by thousands of
+# records (a placeholder phone, a clinic's address) must not become millions of pairs to check
+_SMALL_COMPONENT = 64
+
+
+def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFrame, rows: _Rows, new_set: set[str], *,
+           settings: dict, thresholds: Thresholds, accepted: set[frozenset], backend: str) -> pd.DataFrame:
+    """Scored pairs (deterministic ones among them lifted to 1.0), the deterministic pairs the model did not
+    score, and reviewers' accepted pairs; evidence text only where someone will read it."""
     pairs = score(new, existing, settings, min_probability=min(thresholds.review, 0.5), backend=backend) \
         if len(new) else pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     pairs = pairs[pairs["unique_id_l"].isin(rows._pos) & pairs["unique_id_r"].isin(rows._pos)]
-
-    # scored pairs, deterministic ones among them lifted to 1.0; evidence text only where someone will read it
     weight_cols = [f"mw_{c}" for c in _EVIDENCE_COLS if f"mw_{c}" in pairs]
     scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + weight_cols].copy()
     scored["match_probability"] = scored["match_probability"].astype(float)
@@ -312,11 +303,123 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
         # evidence for the pairs a reviewer or an auditor will read (queued or refused), not for every pair
         strong = edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
         edges.loc[strong, "evidence"] = [_evidence(r, levels) for r in edges.loc[strong, weight_cols].to_dict("records")]
+    return edges
 
+
+def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of ``n`` records joined by the edges ``left[i]``–``right[i]``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _conflicted(labels: np.ndarray, start: np.ndarray, records: pd.DataFrame, rows: _Rows, *,
+                accepted: set[frozenset], rejected: set[frozenset]) -> set[int]:
+    """Components holding two records of different starting groups (existing persons, or single records) that
+    a guard or a reviewer keeps apart — or too large to list their pairs. Every other component becomes one
+    person exactly as edge-by-edge clustering would make it: each join it checks would pass."""
+    frame = pd.DataFrame({"label": labels, "start": start, "idx": np.arange(len(labels))})
+    starts = frame.drop_duplicates(["label", "start"])["label"].value_counts()
+    joining = starts.index[starts.to_numpy() >= 2]
+    sizes = frame["label"].value_counts()
+    large = set(joining[sizes.reindex(joining).to_numpy() > _SMALL_COMPONENT].tolist())
+    small = frame[frame["label"].isin(joining) & ~frame["label"].isin(large)]
+    pairs = small.merge(small, on="label", suffixes=("_l", "_r"))
+    pairs = pairs[(pairs["idx_l"] < pairs["idx_r"]) & (pairs["start_l"] != pairs["start_r"])]
+    out = set(large)
+    if len(pairs):
+        cols = ["id18", "id_valid", "sex", "birth_date", "birth_year", "given_pinyin"]
+        left = records[cols].iloc[pairs["idx_l"].to_numpy()]
+        right = records[cols].iloc[pairs["idx_r"].to_numpy()]
+        flagged = pairs[guards.may_keep_apart(left, right)]
+        uids = records["unique_id"].to_numpy()
+        for label, i, j in zip(flagged["label"], flagged["idx_l"], flagged["idx_r"]):
+            if label in out or frozenset((uids[i], uids[j])) in accepted:
+                continue
+            if guards.reason_to_keep_apart(rows[uids[i]], rows[uids[j]]):
+                out.add(label)
+    pos = rows._pos
+    for pair in rejected:
+        a, b = tuple(pair)
+        if a in pos and b in pos and labels[pos[a]] == labels[pos[b]] and start[pos[a]] != start[pos[b]]:
+            out.add(int(labels[pos[a]]))
+    return out
+
+
+def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, str], *, settings: dict,
+         thresholds: Thresholds, mint, previous_person: dict[str, str] | None = None,
+         accepted: set[frozenset] = frozenset(), rejected: set[frozenset] = frozenset(),
+         backend: str = "duckdb") -> LinkResult:
+    """Place ``new`` records. ``existing`` are linked records (features) that may be theirs, with
+    ``existing_person`` record → person; ``previous_person`` is where records in ``new`` that changed were
+    linked before (a changed record is placed again from scratch, and moves if the evidence says so);
+    ``mint()`` returns a fresh person id. ``accepted``/``rejected`` are reviewers' decisions as frozensets of
+    two record ids.
+
+    Clustering gives the persons that taking every auto-link edge strongest first, under the guards, would give —
+    in two passes, because a million records make hundreds of thousands of edges: the edges and the existing
+    persons form connected components; a component in which nothing keeps two of its records apart (checked
+    column-wise, :func:`guards.may_keep_apart`) is one person as it stands, and only the few others are
+    clustered edge by edge."""
+    previous_person = previous_person or {}
+    frames = [f for f in (existing, new) if f is not None and len(f)]
+    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
+        (frames[0].reset_index(drop=True) if frames else new)
+    records = records.drop_duplicates("unique_id", keep="last").reset_index(drop=True)  # a changed record: its new features count
+    rows = _Rows(records)
+    new_set = set(new["unique_id"]) if len(new) else set()
+    edges = _edges(new, existing, records, rows, new_set, settings=settings, thresholds=thresholds,
+                   accepted=accepted, backend=backend)
+
+    order = edges["kind"].map({"manual": 0, "deterministic": 1, "probabilistic": 2})
+    take = edges[(order < 2) | (edges["match_probability"] >= thresholds.auto_link)]
+    take = take.assign(_order=order[take.index]).sort_values(["_order", "match_probability"],
+                                                            ascending=[True, False], kind="stable")
+    uids = records["unique_id"]
+    n = len(records)
+    is_new = uids.isin(new_set).to_numpy()
+    # records already linked to one person start as one group (a person is not re-decided from scratch); a changed
+    # record is placed anew, on its own
+    person = uids.map(existing_person).where(~is_new, None)
+    linked = person.notna().to_numpy()
+    start = np.where(linked, "p|" + person.fillna("").astype(str), "r|" + uids.astype(str))
+    first_of_person = pd.Series(np.arange(n))[linked].groupby(person[linked].to_numpy()).transform("first")
+    pos = rows._pos
+    take_l = take["unique_id_l"].map(pos).to_numpy(dtype=np.int64)
+    take_r = take["unique_id_r"].map(pos).to_numpy(dtype=np.int64)
+    labels = _components(n, np.concatenate([take_l, first_of_person.index.to_numpy()]),
+                         np.concatenate([take_r, first_of_person.to_numpy()]))
+    conflicted = _conflicted(labels, start, records, rows, accepted=accepted, rejected=rejected)
+
+    result = LinkResult({}, {})
+    # the first edge to reach a record joins it (edges come strongest first), so that edge is how it was linked
+    clean = ~np.isin(labels[take_l], list(conflicted)) if conflicted else np.ones(len(take), dtype=bool)
+    firsts = pd.DataFrame({"uid": np.concatenate([take["unique_id_l"].to_numpy()[clean], take["unique_id_r"].to_numpy()[clean]]),
+                           "kind": np.tile(take["kind"].to_numpy()[clean], 2),
+                           "p": np.tile(take["match_probability"].to_numpy()[clean], 2)})
+    firsts = firsts.iloc[np.argsort(np.tile(np.arange(int(clean.sum())), 2), kind="stable")]
+    firsts = firsts[firsts["uid"].isin(new_set)].drop_duplicates("uid")
+    best: dict[str, tuple[str, float]] = {u: (k, float(p)) for u, k, p in zip(firsts["uid"], firsts["kind"], firsts["p"])}
+    final = labels.astype(np.int64)
+    if conflicted:
+        roots = _cluster_edge_by_edge(take[~clean], records, rows, new_set, existing_person, accepted, rejected,
+                                      best, result)
+        for uid, root in roots.items():
+            final[pos[uid]] = n + pos[root]
+    _assign_persons(result, records, final, is_new, person, best, previous_person, mint)
+    result.review = _review_band(edges, result, existing_person, thresholds, accepted, rejected)
+    return result
+
+
+def _cluster_edge_by_edge(take: pd.DataFrame, records: pd.DataFrame, rows: _Rows, new_set: set[str],
+                          existing_person: dict[str, str], accepted: set[frozenset], rejected: set[frozenset],
+                          best: dict[str, tuple[str, float]], result: LinkResult) -> dict[str, str]:
+    """Constrained clustering of the components where something keeps records apart: edges strongest first, two
+    groups join only if no pair across them is forbidden. Returns each touched record's group root; refused
+    edges go to ``result.blocked``."""
     groups = _Groups()
-    # records already linked to one person start as one group: a person is not re-decided from scratch.
-    # The group is formed when an edge first touches one of its records — a night touches a few thousand
-    # persons of hundreds of thousands, and the rest need no union-find at all.
     by_person: dict[str, list[str]] = {}
     for uid, person in existing_person.items():
         if uid not in new_set and uid in rows:
@@ -324,6 +427,7 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     formed: set[str] = set()
 
     def group_of(uid: str) -> str:
+        # an existing person's records join as one group when an edge first touches one of them
         person = existing_person.get(uid) if uid not in new_set else None
         if person is not None and person not in formed:
             formed.add(person)
@@ -344,12 +448,6 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
                     return why
         return None
 
-    result = LinkResult({}, {})
-    best: dict[str, tuple[str, float]] = {}
-    order = edges["kind"].map({"manual": 0, "deterministic": 1, "probabilistic": 2})
-    take = edges[(order < 2) | (edges["match_probability"] >= thresholds.auto_link)]
-    take = take.assign(_order=order[take.index]).sort_values(["_order", "match_probability"],
-                                                            ascending=[True, False], kind="stable")
     for rec in take.itertuples(index=False):
         ga, gb = group_of(rec.unique_id_l), group_of(rec.unique_id_r)
         if ga == gb:
@@ -363,40 +461,45 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
         for uid in (rec.unique_id_l, rec.unique_id_r):
             if uid in new_set and (uid not in best or p > best[uid][1]):
                 best[uid] = (rec.kind, p)
+    return {uid: groups.find(uid) for uid in list(groups.parent)}
 
-    # persons for the groups that hold new records, in the order records came (ids are minted in that order);
-    # a record no edge touched and not new keeps its person and needs no visit
-    done: set[str] = set()
-    uids = records["unique_id"]
-    for uid in uids[uids.isin(new_set) | uids.isin(list(groups.parent))].tolist():
-        if uid in groups.parent:
-            root = groups.find(uid)
-            members = groups.members[root]
-        else:
-            root, members = uid, [uid]
-        if root in done:
-            continue
-        done.add(root)
-        persons = sorted({existing_person[m] for m in members if m in existing_person and m not in new_set})
-        if not any(m in new_set for m in members) and len(persons) <= 1:
-            continue
-        if persons:
-            survivor = persons[0]  # the oldest id survives; the others redirect to it
-            for other in persons[1:]:
-                via = next((m for m in members if m in new_set), members[0])
-                result.merges.append((survivor, other, via))
-        else:
-            survivor = mint()
-            result.new_persons.append(survivor)
-        for m in members:
-            result.person_of[m] = survivor
-            if m in new_set:
-                result.link_kind[m] = best.get(m, ("new", None))
-            old = previous_person.get(m)
-            if old and old != survivor and m in new_set:
-                result.moves.append((m, old, survivor))
-    # the uncertain band goes to a person to decide
-    seen = set()
+
+def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray, is_new: np.ndarray,
+                    person: pd.Series, best: dict, previous_person: dict[str, str], mint) -> None:
+    """Persons for the groups that hold new records or join existing persons: the oldest existing id survives
+    (the others redirect to it, recorded as merges); a group of new records only gets a fresh id, minted in the
+    order records came. A group of one existing person that nothing new reached needs no visit."""
+    frame = pd.DataFrame({"uid": records["unique_id"].to_numpy(), "group": final, "new": is_new,
+                          "person": person.to_numpy(), "at": np.arange(len(records))})
+    per_group = frame.groupby("group").agg(has_new=("new", "any"), persons=("person", "nunique"), at=("at", "min"))
+    emit = per_group[per_group["has_new"] | (per_group["persons"] >= 2)]
+    frame = frame[frame["group"].isin(emit.index)]
+    survivor = frame.dropna(subset=["person"]).groupby("group")["person"].min()
+    fresh = emit.index.difference(survivor.index)
+    fresh = emit.loc[fresh].sort_values("at").index
+    minted = pd.Series([mint() for _ in range(len(fresh))], index=fresh, dtype=object)
+    result.new_persons.extend(minted.tolist())
+    survivor = pd.concat([survivor, minted])
+    frame = frame.assign(survivor=frame["group"].map(survivor))
+    result.person_of.update(zip(frame["uid"], frame["survivor"]))
+    olds = frame.dropna(subset=["person"])
+    olds = olds[olds["person"] != olds["survivor"]].drop_duplicates(["group", "person"])
+    if len(olds):
+        # the record that brought the persons together: the group's first new record (else its first record)
+        via = frame.sort_values(["new", "at"], ascending=[False, True]).drop_duplicates("group").set_index("group")["uid"]
+        olds = olds.sort_values(["group", "person"])
+        result.merges.extend(zip(olds["survivor"], olds["person"], olds["group"].map(via)))
+    for uid, to in zip(frame.loc[frame["new"], "uid"], frame.loc[frame["new"], "survivor"]):
+        result.link_kind[uid] = best.get(uid, ("new", None))
+        old = previous_person.get(uid)
+        if old and old != to:
+            result.moves.append((uid, old, to))
+
+
+def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[str, str], thresholds: Thresholds,
+                 accepted: set[frozenset], rejected: set[frozenset]) -> list[Edge]:
+    """The uncertain band, for a person to decide: pairs between the thresholds that ended in different persons."""
+    out, seen = [], set()
     band = edges[edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
                  & edges["match_probability"].lt(thresholds.auto_link)]
     for rec in band.itertuples(index=False):
@@ -407,8 +510,8 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
         pa_ = result.person_of.get(rec.unique_id_l, existing_person.get(rec.unique_id_l))
         pb_ = result.person_of.get(rec.unique_id_r, existing_person.get(rec.unique_id_r))
         if pa_ != pb_:
-            result.review.append(_edge(rec))
-    return result
+            out.append(_edge(rec))
+    return out
 
 
 def default_settings() -> dict:

@@ -20,7 +20,7 @@ from countyhealth.standardise import person as std
 
 COLUMNS = ["unique_id", "source_id", "source_record_id", "facility_code", "name_std", "surname", "given",
            "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy", "name_words", "sex", "birth_date", "birth_year",
-           "birth_md", "id18", "id_valid", "id_hash", "id_birth_date", "id_foreign", "phone", "phone_hash",
+           "id18", "id_valid", "id_hash", "id_birth_date", "id_foreign", "phone", "phone_hash",
            "health_record_number", "township", "village", "house_number", "household_key", "address_text",
            "address_head", "address_tail", "updated_at", "batch_id"]
 
@@ -115,7 +115,6 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     out["birth_date"] = births.dt.strftime("%Y-%m-%d") if pd.api.types.is_datetime64_any_dtype(births) \
         else births.map(_per_unique(births, _date_text)).astype(object)
     out["birth_year"] = out["birth_date"].str[:4]
-    out["birth_md"] = out["birth_date"].str[5:]
     ids = _plain(get("id_number"))
     sid = _spread(ids, _id_parts, ["key", "valid", "birth"])
     valid = sid["valid"].eq(True)

@@ -16,6 +16,9 @@ generation away from the record's own birth date is not used for matching at all
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 
 def _hamming1(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
@@ -54,3 +57,32 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
             and not _one_keystroke(a["birth_date"], b["birth_date"])):
         return "born a generation apart"
     return None
+
+
+def _year(value) -> float:
+    return float(int(value)) if isinstance(value, str) and value.isdigit() else float("nan")
+
+
+def may_keep_apart(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
+    """Column-wise, for aligned rows of feature frames: True wherever :func:`reason_to_keep_apart` might give a
+    reason — a superset (each rule's first condition only), so that only the flagged pairs need the exact,
+    row-by-row judgement. Clustering a million records checks hundreds of thousands of pairs; a handful
+    are flagged."""
+    def col(frame, name):
+        return frame[name].to_numpy(dtype=object)
+
+    def present(values):
+        return pd.notna(values) & (values != "")
+
+    def differ(a, b):
+        return present(a) & present(b) & (a != b)
+
+    valid = (col(left, "id_valid") == True) & (col(right, "id_valid") == True)  # noqa: E712 (None-safe)
+    ids = valid & differ(col(left, "id18"), col(right, "id18"))
+    sex = differ(col(left, "sex"), col(right, "sex"))
+    birth_l, birth_r = col(left, "birth_date"), col(right, "birth_date")
+    twins = present(birth_l) & (birth_l == birth_r) & differ(col(left, "given_pinyin"), col(right, "given_pinyin"))
+    year_l, year_r = (frame["birth_year"].map(_year, na_action="ignore").to_numpy(dtype=float) for frame in (left, right))
+    with np.errstate(invalid="ignore"):
+        generation = np.abs(year_l - year_r) >= 12
+    return ids | sex | twins | generation

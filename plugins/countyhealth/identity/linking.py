@@ -23,14 +23,13 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         if not len(pending):
             _record_run(conn, summary, started, settings)
             return summary
-        new_f = store.with_prefix_hash(features.build(pending))
+        new_f = features.build(pending)
         previous = {u: p for u, p in zip(new_f["unique_id"], pending["previous_person_id"]) if isinstance(p, str)}
         new_ids = set(new_f["unique_id"])
         cand_rows = store.candidates(conn, new_f, exclude=new_ids)
         # records on the other side of a reviewer's decision are candidates too (their person must be known)
         accepted, rejected = store.decisions(conn)
         cand_f = features.build(cand_rows) if len(cand_rows) else features.build(pd.DataFrame(columns=store.PERSON_COLUMNS))
-        cand_f = store.with_prefix_hash(cand_f)
         existing_person = dict(zip(cand_f["unique_id"], cand_rows["person_id"])) if len(cand_rows) else {}
         minter = store.next_person_ids(conn)
         result = engine.link(new_f, cand_f, existing_person, settings=settings,

@@ -9,19 +9,19 @@ import uuid
 import pandas as pd
 import sqlalchemy as sa
 
-from countyhealth import model, privacy
+from countyhealth import model
 from countyhealth.identity import features
 
 RECORD_COLUMNS = ["source_id", "source_record_id", "person_id", "batch_id", "name_std", "name_pinyin", "name_fuzzy",
-                  "surname_pinyin", "given_pinyin", "sex", "birth_date", "birth_year", "birth_md", "id_hash",
-                  "id_prefix_hash", "id_valid", "id_foreign", "phone_hash", "health_record_number", "household_key",
+                  "surname_pinyin", "given_pinyin", "sex", "birth_date", "birth_year", "id_hash",
+                  "id_valid", "id_foreign", "phone_hash", "health_record_number", "household_key",
                   "address_head", "address_tail", "link_kind", "match_probability", "linked_at", "run_id"]
 PERSON_COLUMNS = [f.name for f in model.fields("person")]
 
 # blocking keys that can be matched in SQL against stored (hashed) features, mirroring model.BLOCKING_RULES
 _CANDIDATE_KEYS = [
     ("id_hash",), ("health_record_number",), ("birth_date", "surname_pinyin"), ("name_pinyin", "birth_year"),
-    ("name_fuzzy", "birth_year"), ("given_pinyin", "birth_md"), ("phone_hash", "birth_year"), ("id_prefix_hash",),
+    ("name_fuzzy", "birth_year"), ("given_pinyin", "birth_date"), ("phone_hash", "birth_year"),
     ("name_pinyin", "phone_hash"), ("name_pinyin", "address_tail"), ("address_head", "address_tail"),
 ]
 
@@ -40,13 +40,6 @@ def to_link(conn) -> pd.DataFrame:
                         "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
 
 
-def with_prefix_hash(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    frame["id_prefix_hash"] = [privacy.keyed_hash(v[:14], "id_prefix") if isinstance(v, str) and v else None
-                               for v in frame["id18"]]
-    return frame
-
-
 def candidates(conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
     """Linked records sharing a blocking key with a new record, plus every record of the persons they belong
     to (the guards judge whole persons), as person rows ready for feature building."""
@@ -55,8 +48,8 @@ def candidates(conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
     keys = new[sorted({c for k in _CANDIDATE_KEYS for c in k})].drop_duplicates()
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys (id_hash VARCHAR, "
                          "health_record_number VARCHAR, birth_date VARCHAR, surname_pinyin VARCHAR, name_pinyin VARCHAR, "
-                         "birth_year VARCHAR, name_fuzzy VARCHAR, given_pinyin VARCHAR, birth_md VARCHAR, "
-                         "phone_hash VARCHAR, id_prefix_hash VARCHAR, address_head VARCHAR, address_tail VARCHAR)"))
+                         "birth_year VARCHAR, name_fuzzy VARCHAR, given_pinyin VARCHAR, "
+                         "phone_hash VARCHAR, address_head VARCHAR, address_tail VARCHAR)"))
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     records = keys.astype(object).where(keys.notna(), None).to_dict("records")
     if records:
