@@ -58,58 +58,41 @@ def pair_id(a: str, b: str) -> str:
     return hashlib.sha256(f"{lo}\n{hi}".encode()).hexdigest()[:24]
 
 
-def _deterministic(a: dict, b: dict) -> bool:
-    """Safe without a model: same valid ID with the same name, or the same health-record number with the same
-    name and birth date."""
-    if a.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18") and b.get("id_valid"):
-        return a.get("name_pinyin") is not None and a.get("name_pinyin") == b.get("name_pinyin")
-    if a.get("health_record_number") and a.get("health_record_number") == b.get("health_record_number"):
-        return a.get("name_pinyin") == b.get("name_pinyin") and a.get("birth_date") == b.get("birth_date")
-    return False
+def _deterministic_pairs(records: pd.DataFrame, is_new: np.ndarray) -> pd.DataFrame:
+    """Record pairs safe to link without a model — the same valid ID with the same name (pinyin), or the same
+    health-record number with the same name and birth date — found by a self-join on each key, not only among the
+    pairs the model scored (a record may share an ID with another yet disagree on all else). Only pairs with a
+    new record: a night's records against a million linked. ``unique_id_l < unique_id_r``."""
+    import duckdb
+
+    cols = ["unique_id", "id18", "id_valid", "name_pinyin", "birth_date", "health_record_number"]
+    frame = records[cols].assign(is_new=is_new)
+    con = duckdb.connect()
+    try:
+        con.register("rec", frame)
+        # only the keys a new record carries can make a new pair
+        return con.execute("""
+            WITH r AS (SELECT * FROM rec WHERE name_pinyin IS NOT NULL),
+            ids AS (SELECT * FROM r WHERE id_valid AND id18 IN (SELECT id18 FROM r WHERE is_new AND id_valid)),
+            hrns AS (SELECT * FROM r WHERE health_record_number IN (SELECT health_record_number FROM r WHERE is_new))
+            SELECT a.unique_id AS unique_id_l, b.unique_id AS unique_id_r, 'same id18' AS evidence
+            FROM ids a JOIN ids b ON a.id18 = b.id18 AND a.unique_id < b.unique_id
+            WHERE a.name_pinyin = b.name_pinyin AND (a.is_new OR b.is_new)
+            UNION ALL
+            SELECT a.unique_id, b.unique_id, 'same health_record_number'
+            FROM hrns a JOIN hrns b ON a.health_record_number = b.health_record_number AND a.unique_id < b.unique_id
+            WHERE a.name_pinyin = b.name_pinyin AND a.birth_date = b.birth_date AND (a.is_new OR b.is_new)
+        """).df().drop_duplicates(["unique_id_l", "unique_id_r"])
+    finally:
+        con.close()
 
 
-def _deterministic_pairs(records: pd.DataFrame, new_set: set[str]) -> pd.DataFrame:
-    """Record pairs linked deterministically (:func:`_deterministic`), found directly by a self-join on the
-    valid ID and on the health-record number — not only among the pairs the model scored. Column-wise: a
-    million records hold hundreds of thousands of such groups."""
-    out = []
-    cols = ["unique_id", "name_pinyin", "birth_date"]
-    is_new = records["unique_id"].isin(new_set)
-    for key in ("id18", "health_record_number"):
-        usable = records[key].notna() & records["name_pinyin"].notna()
-        if key == "id18":
-            usable &= records["id_valid"].eq(True)
-        # only keys a new record carries can make a new pair (a night's records against a million linked)
-        keys = records.loc[usable & is_new, key]
-        sub = records.loc[usable & records[key].isin(keys), [key] + cols]
-        sub = sub[sub[key].duplicated(keep=False)]
-        if not len(sub):
-            continue
-        sub = sub.assign(is_new=is_new[sub.index])
-        pairs = sub.merge(sub, on=key, suffixes=("_l", "_r"))
-        keep = (pairs["unique_id_l"] < pairs["unique_id_r"]) & (pairs["is_new_l"] | pairs["is_new_r"]) & \
-            (pairs["name_pinyin_l"] == pairs["name_pinyin_r"])
-        if key == "health_record_number":
-            keep &= pairs["birth_date_l"] == pairs["birth_date_r"]
-        pairs = pairs[keep]
-        out.append(pd.DataFrame({"unique_id_l": pairs["unique_id_l"], "unique_id_r": pairs["unique_id_r"],
-                                 "match_probability": 1.0, "kind": "deterministic", "evidence": f"same {key}"}))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
-        columns=["unique_id_l", "unique_id_r", "match_probability", "kind", "evidence"])
-
-
-def _deterministic_mask(pairs: pd.DataFrame, records: pd.DataFrame) -> pd.Series:
-    """:func:`_deterministic` for every scored pair at once."""
-    look = records.set_index("unique_id")[["id18", "id_valid", "name_pinyin", "health_record_number", "birth_date"]]
-    left = look.reindex(pairs["unique_id_l"]).reset_index(drop=True)
-    right = look.reindex(pairs["unique_id_r"]).reset_index(drop=True)
-    same_name = left["name_pinyin"].notna() & (left["name_pinyin"] == right["name_pinyin"])
-    by_id = (left["id_valid"].eq(True) & right["id_valid"].eq(True)
-             & left["id18"].notna() & (left["id18"] == right["id18"]))
-    by_hrn = (~by_id & left["health_record_number"].notna()
-              & (left["health_record_number"] == right["health_record_number"])
-              & (left["birth_date"] == right["birth_date"]))
-    return pd.Series(((by_id | by_hrn) & same_name).to_numpy(), index=pairs.index)
+def _pair_key(left: pd.Series, right: pd.Series) -> np.ndarray:
+    """One text per unordered pair of record ids."""
+    lo, hi = left.to_numpy(dtype=object), right.to_numpy(dtype=object)
+    swap = lo > hi
+    lo, hi = np.where(swap, hi, lo), np.where(swap, lo, hi)
+    return lo + "\n" + hi
 
 
 _EVIDENCE_COLS = ("name", "birth_date", "id18", "phone", "health_record_number", "sex", "address")
@@ -266,8 +249,12 @@ class _Rows:
         return row
 
 
-def _edge(rec) -> Edge:
+def _edge(rec, levels: dict) -> Edge:
+    """An edge someone will read (queued for review, or refused by a guard), with its evidence: the reason a
+    deterministic or manual edge was made, or the level each comparison reached, read from the match weights."""
     evidence = rec.evidence if isinstance(rec.evidence, str) else ""
+    if not evidence and rec.kind == "probabilistic":
+        evidence = _evidence(rec._asdict(), levels)
     return Edge(rec.unique_id_l, rec.unique_id_r, float(rec.match_probability), rec.kind, evidence)
 
 
@@ -276,33 +263,34 @@ def _edge(rec) -> Edge:
 _SMALL_COMPONENT = 64
 
 
-def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFrame, rows: _Rows, new_set: set[str], *,
-           settings: dict, thresholds: Thresholds, accepted: set[frozenset], backend: str) -> pd.DataFrame:
+def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFrame, rows: _Rows, new_set: set[str],
+           is_new: np.ndarray, *, settings: dict, thresholds: Thresholds, accepted: set[frozenset],
+           backend: str) -> pd.DataFrame:
     """Scored pairs (deterministic ones among them lifted to 1.0), the deterministic pairs the model did not
     score, and reviewers' accepted pairs; evidence text only where someone will read it."""
     pairs = score(new, existing, settings, min_probability=min(thresholds.review, 0.5), backend=backend) \
         if len(new) else pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
-    pairs = pairs[pairs["unique_id_l"].isin(rows._pos) & pairs["unique_id_r"].isin(rows._pos)]
     weight_cols = [f"mw_{c}" for c in _EVIDENCE_COLS if f"mw_{c}" in pairs]
     scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + weight_cols].copy()
     scored["match_probability"] = scored["match_probability"].astype(float)
-    det = _deterministic_mask(scored, records) if len(scored) else pd.Series(dtype=bool)
     scored["kind"] = "probabilistic"
-    scored.loc[det, "kind"] = "deterministic"
-    scored.loc[det, "match_probability"] = 1.0
-    scored["evidence"] = None
+    scored["evidence"] = None  # read from the weights when someone will read it (:func:`_edge`)
+    det = _deterministic_pairs(records, is_new)
+    if len(det) and len(scored):
+        # a scored pair that is also deterministic is lifted to 1.0; the rest are added
+        det_keys = pd.Series(det["unique_id_l"].to_numpy(dtype=object) + "\n" + det["unique_id_r"].to_numpy(dtype=object))
+        scored_keys = _pair_key(scored["unique_id_l"], scored["unique_id_r"])
+        lifted = det_keys.isin(scored_keys).to_numpy()
+        both = pd.Series(scored_keys).isin(det_keys).to_numpy()
+        scored.loc[both, ["kind", "match_probability"]] = ["deterministic", 1.0]
+        det = det[~lifted]
     manual = [(a, b) for a, b in (tuple(p) for p in accepted) if a in rows and b in rows and
               (a in new_set or b in new_set)]
-    parts = [scored, _deterministic_pairs(records, new_set),
+    parts = [scored, det.assign(match_probability=1.0, kind="deterministic"),
              pd.DataFrame({"unique_id_l": [a for a, _ in manual], "unique_id_r": [b for _, b in manual],
                            "match_probability": 1.0, "kind": "manual", "evidence": "accepted by a reviewer"})]
     edges = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else scored
     edges["match_probability"] = edges["match_probability"].astype(float)
-    if len(edges) and weight_cols:
-        levels = levels_by_weight(settings)
-        # evidence for the pairs a reviewer or an auditor will read (queued or refused), not for every pair
-        strong = edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
-        edges.loc[strong, "evidence"] = [_evidence(r, levels) for r in edges.loc[strong, weight_cols].to_dict("records")]
     return edges
 
 
@@ -365,27 +353,29 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     clustered edge by edge."""
     previous_person = previous_person or {}
     frames = [f for f in (existing, new) if f is not None and len(f)]
-    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
-        (frames[0].reset_index(drop=True) if frames else new)
-    records = records.drop_duplicates("unique_id", keep="last").reset_index(drop=True)  # a changed record: its new features count
+    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else new)
+    # a changed record (in both): its new features count
+    records = records.drop_duplicates("unique_id", keep="last", ignore_index=True)
     rows = _Rows(records)
-    new_set = set(new["unique_id"]) if len(new) else set()
-    edges = _edges(new, existing, records, rows, new_set, settings=settings, thresholds=thresholds,
+    uids = records["unique_id"]
+    n = len(records)
+    is_new = uids.isin(new["unique_id"]).to_numpy() if len(new) else np.zeros(n, dtype=bool)
+    new_set = set(uids[is_new])
+    edges = _edges(new, existing, records, rows, new_set, is_new, settings=settings, thresholds=thresholds,
                    accepted=accepted, backend=backend)
+    levels = levels_by_weight(settings)
 
     order = edges["kind"].map({"manual": 0, "deterministic": 1, "probabilistic": 2})
     take = edges[(order < 2) | (edges["match_probability"] >= thresholds.auto_link)]
     take = take.assign(_order=order[take.index]).sort_values(["_order", "match_probability"],
                                                             ascending=[True, False], kind="stable")
-    uids = records["unique_id"]
-    n = len(records)
-    is_new = uids.isin(new_set).to_numpy()
     # records already linked to one person start as one group (a person is not re-decided from scratch); a changed
     # record is placed anew, on its own
-    person = uids.map(existing_person).where(~is_new, None)
-    linked = person.notna().to_numpy()
-    start = np.where(linked, "p|" + person.fillna("").astype(str), "r|" + uids.astype(str))
-    first_of_person = pd.Series(np.arange(n))[linked].groupby(person[linked].to_numpy()).transform("first")
+    person = uids.map(existing_person).where(~is_new, None) if existing_person else pd.Series([None] * n, dtype=object)
+    person_code = pd.factorize(person)[0]
+    linked = person_code >= 0
+    start = np.where(linked, person_code, len(person_code) + np.arange(n))
+    first_of_person = pd.Series(np.arange(n))[linked].groupby(person_code[linked]).transform("first")
     pos = rows._pos
     take_l = take["unique_id_l"].map(pos).to_numpy(dtype=np.int64)
     take_r = take["unique_id_r"].map(pos).to_numpy(dtype=np.int64)
@@ -394,28 +384,40 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     conflicted = _conflicted(labels, start, records, rows, accepted=accepted, rejected=rejected)
 
     result = LinkResult({}, {})
-    # the first edge to reach a record joins it (edges come strongest first), so that edge is how it was linked
+    # how each record was linked: the first edge to reach it — edges come strongest first, and the first always
+    # joins a record still on its own. Components with conflicts are decided edge by edge, below.
     clean = ~np.isin(labels[take_l], list(conflicted)) if conflicted else np.ones(len(take), dtype=bool)
-    firsts = pd.DataFrame({"uid": np.concatenate([take["unique_id_l"].to_numpy()[clean], take["unique_id_r"].to_numpy()[clean]]),
-                           "kind": np.tile(take["kind"].to_numpy()[clean], 2),
-                           "p": np.tile(take["match_probability"].to_numpy()[clean], 2)})
-    firsts = firsts.iloc[np.argsort(np.tile(np.arange(int(clean.sum())), 2), kind="stable")]
-    firsts = firsts[firsts["uid"].isin(new_set)].drop_duplicates("uid")
-    best: dict[str, tuple[str, float]] = {u: (k, float(p)) for u, k, p in zip(firsts["uid"], firsts["kind"], firsts["p"])}
+    ends = np.column_stack([take_l, take_r])[clean].ravel()
+    edge_of_end = np.repeat(np.flatnonzero(clean), 2)
+    reached, first = np.unique(ends, return_index=True)
+    kind_of = np.full(n, "new", dtype=object)
+    p_of = np.full(n, np.nan)
+    kind_of[reached] = take["kind"].to_numpy()[edge_of_end[first]]
+    p_of[reached] = take["match_probability"].to_numpy()[edge_of_end[first]]
     final = labels.astype(np.int64)
     if conflicted:
-        roots = _cluster_edge_by_edge(take[~clean], records, rows, new_set, existing_person, accepted, rejected,
-                                      best, result)
+        best: dict[str, tuple[str, float]] = {}
+        roots = _cluster_edge_by_edge(take[~clean], rows, new_set, existing_person, accepted, rejected, best,
+                                      result, levels)
         for uid, root in roots.items():
             final[pos[uid]] = n + pos[root]
-    _assign_persons(result, records, final, is_new, person, best, previous_person, mint)
-    result.review = _review_band(edges, result, existing_person, thresholds, accepted, rejected)
+        for uid, (kind, p) in best.items():
+            kind_of[pos[uid]], p_of[pos[uid]] = kind, p
+    _assign_persons(result, records, final, is_new, person, mint)
+    new_uids = uids.to_numpy(dtype=object)[is_new]
+    result.link_kind.update(zip(new_uids, ((k, None if p != p else float(p))
+                                           for k, p in zip(kind_of[is_new], p_of[is_new]))))
+    for uid, old in previous_person.items():
+        to = result.person_of.get(uid)
+        if uid in new_set and old and to and old != to:
+            result.moves.append((uid, old, to))
+    result.review = _review_band(edges, result, existing_person, thresholds, accepted, rejected, levels)
     return result
 
 
-def _cluster_edge_by_edge(take: pd.DataFrame, records: pd.DataFrame, rows: _Rows, new_set: set[str],
-                          existing_person: dict[str, str], accepted: set[frozenset], rejected: set[frozenset],
-                          best: dict[str, tuple[str, float]], result: LinkResult) -> dict[str, str]:
+def _cluster_edge_by_edge(take: pd.DataFrame, rows: _Rows, new_set: set[str], existing_person: dict[str, str],
+                          accepted: set[frozenset], rejected: set[frozenset], best: dict[str, tuple[str, float]],
+                          result: LinkResult, levels: dict) -> dict[str, str]:
     """Constrained clustering of the components where something keeps records apart: edges strongest first, two
     groups join only if no pair across them is forbidden. Returns each touched record's group root; refused
     edges go to ``result.blocked``."""
@@ -454,7 +456,7 @@ def _cluster_edge_by_edge(take: pd.DataFrame, records: pd.DataFrame, rows: _Rows
             continue
         why = forbidden(ga, gb) if rec.kind != "manual" else None
         if why:
-            result.blocked.append((_edge(rec), why))
+            result.blocked.append((_edge(rec, levels), why))
             continue
         groups.union(ga, gb)
         p = float(rec.match_probability)
@@ -465,39 +467,44 @@ def _cluster_edge_by_edge(take: pd.DataFrame, records: pd.DataFrame, rows: _Rows
 
 
 def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray, is_new: np.ndarray,
-                    person: pd.Series, best: dict, previous_person: dict[str, str], mint) -> None:
-    """Persons for the groups that hold new records or join existing persons: the oldest existing id survives
-    (the others redirect to it, recorded as merges); a group of new records only gets a fresh id, minted in the
-    order records came. A group of one existing person that nothing new reached needs no visit."""
-    frame = pd.DataFrame({"uid": records["unique_id"].to_numpy(), "group": final, "new": is_new,
-                          "person": person.to_numpy(), "at": np.arange(len(records))})
-    per_group = frame.groupby("group").agg(has_new=("new", "any"), persons=("person", "nunique"), at=("at", "min"))
-    emit = per_group[per_group["has_new"] | (per_group["persons"] >= 2)]
-    frame = frame[frame["group"].isin(emit.index)]
-    survivor = frame.dropna(subset=["person"]).groupby("group")["person"].min()
-    fresh = emit.index.difference(survivor.index)
-    fresh = emit.loc[fresh].sort_values("at").index
-    minted = pd.Series([mint() for _ in range(len(fresh))], index=fresh, dtype=object)
-    result.new_persons.extend(minted.tolist())
-    survivor = pd.concat([survivor, minted])
-    frame = frame.assign(survivor=frame["group"].map(survivor))
-    result.person_of.update(zip(frame["uid"], frame["survivor"]))
-    olds = frame.dropna(subset=["person"])
-    olds = olds[olds["person"] != olds["survivor"]].drop_duplicates(["group", "person"])
-    if len(olds):
-        # the record that brought the persons together: the group's first new record (else its first record)
-        via = frame.sort_values(["new", "at"], ascending=[False, True]).drop_duplicates("group").set_index("group")["uid"]
-        olds = olds.sort_values(["group", "person"])
-        result.merges.extend(zip(olds["survivor"], olds["person"], olds["group"].map(via)))
-    for uid, to in zip(frame.loc[frame["new"], "uid"], frame.loc[frame["new"], "survivor"]):
-        result.link_kind[uid] = best.get(uid, ("new", None))
-        old = previous_person.get(uid)
-        if old and old != to:
-            result.moves.append((uid, old, to))
+                    person: pd.Series, mint) -> None:
+    """Persons for the groups (``final``: a group label per record) that hold new records or join existing
+    persons: the oldest existing id survives (the others redirect to it, recorded as merges, via the group's first
+    new record); a group of new records only gets a fresh id, minted in the order records came. A group of one
+    existing person that nothing new reached needs no visit. Column-wise: from scratch, a million groups."""
+    group, _ = pd.factorize(final)  # numbered in order of first record
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    has_new = np.bincount(group, weights=is_new, minlength=n_groups) > 0
+    names = np.asarray(sorted(set(person.dropna())), dtype=object)
+    rank = pd.Series(np.arange(len(names)), index=names).reindex(person.to_numpy()).to_numpy()
+    with_person = ~np.isnan(rank)
+    pairs = np.unique(group[with_person].astype(np.int64) * (len(names) + 1) + rank[with_person].astype(np.int64))
+    pair_group, pair_rank = pairs // (len(names) + 1), pairs % (len(names) + 1)
+    n_persons = np.bincount(pair_group, minlength=n_groups)
+    lowest = np.full(n_groups, -1)
+    lowest_groups, at = np.unique(pair_group, return_index=True)  # pairs are sorted: the first is the lowest id
+    lowest[lowest_groups] = pair_rank[at]
+    emit = has_new | (n_persons >= 2)
+    survivor = np.full(n_groups, None, dtype=object)
+    survivor[lowest >= 0] = names[lowest[lowest >= 0]]
+    fresh = np.flatnonzero(emit & (lowest < 0))
+    minted = [mint() for _ in range(len(fresh))]
+    survivor[fresh] = minted
+    result.new_persons.extend(minted)
+    members = emit[group]
+    uids = records["unique_id"].to_numpy(dtype=object)
+    result.person_of.update(zip(uids[members], survivor[group[members]]))
+    merged = emit[pair_group] & (pair_rank != lowest[pair_group])
+    if merged.any():
+        first_any = np.unique(group, return_index=True)[1]
+        via = uids[first_any]
+        new_groups, first_new = np.unique(group[is_new], return_index=True)
+        via[new_groups] = uids[is_new][first_new]
+        result.merges.extend(zip(survivor[pair_group[merged]], names[pair_rank[merged]], via[pair_group[merged]]))
 
 
 def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[str, str], thresholds: Thresholds,
-                 accepted: set[frozenset], rejected: set[frozenset]) -> list[Edge]:
+                 accepted: set[frozenset], rejected: set[frozenset], levels: dict) -> list[Edge]:
     """The uncertain band, for a person to decide: pairs between the thresholds that ended in different persons."""
     out, seen = [], set()
     band = edges[edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
@@ -510,7 +517,7 @@ def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[
         pa_ = result.person_of.get(rec.unique_id_l, existing_person.get(rec.unique_id_l))
         pb_ = result.person_of.get(rec.unique_id_r, existing_person.get(rec.unique_id_r))
         if pa_ != pb_:
-            out.append(_edge(rec))
+            out.append(_edge(rec, levels))
     return out
 
 

@@ -63,6 +63,11 @@ def _year(value) -> float:
     return float(int(value)) if isinstance(value, str) and value.isdigit() else float("nan")
 
 
+def _years(series: pd.Series) -> np.ndarray:
+    table = {y: _year(y) for y in series.dropna().unique()}  # a few dozen distinct years
+    return series.map(table).to_numpy(dtype=float)
+
+
 def may_keep_apart(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
     """Column-wise, for aligned rows of feature frames: True wherever :func:`reason_to_keep_apart` might give a
     reason — a superset (each rule's first condition only), so that only the flagged pairs need the exact,
@@ -82,7 +87,7 @@ def may_keep_apart(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
     sex = differ(col(left, "sex"), col(right, "sex"))
     birth_l, birth_r = col(left, "birth_date"), col(right, "birth_date")
     twins = present(birth_l) & (birth_l == birth_r) & differ(col(left, "given_pinyin"), col(right, "given_pinyin"))
-    year_l, year_r = (frame["birth_year"].map(_year, na_action="ignore").to_numpy(dtype=float) for frame in (left, right))
+    year_l, year_r = (_years(frame["birth_year"]) for frame in (left, right))
     with np.errstate(invalid="ignore"):
         generation = np.abs(year_l - year_r) >= 12
     return ids | sex | twins | generation
