@@ -67,6 +67,10 @@ def _deterministic_pairs(records: pd.DataFrame, is_new: np.ndarray) -> pd.DataFr
 
     cols = ["unique_id", "id18", "id_valid", "name_pinyin", "birth_date", "health_record_number"]
     frame = records[cols].assign(is_new=is_new)
+    # the records sharing a key with a new one, before DuckDB sees them (a night: a few of a million)
+    valid = frame["id_valid"].eq(True).to_numpy()
+    frame = frame[(valid & frame["id18"].isin(frame.loc[is_new & valid, "id18"].dropna()).to_numpy())
+                  | frame["health_record_number"].isin(frame.loc[is_new, "health_record_number"].dropna()).to_numpy()]
     con = duckdb.connect()
     try:
         con.register("rec", frame)
@@ -228,23 +232,30 @@ class _Groups:
 
 _GUARD_COLUMNS = ("id18", "id_valid", "name_pinyin", "given_pinyin", "name_fuzzy", "birth_date", "birth_year", "sex",
                   "household_key", "phone")
+_RECORD_COLUMNS = ("unique_id", "health_record_number") + _GUARD_COLUMNS
 
 
 class _Rows:
     """Feature rows as dicts, made only for the records a guard looks at (a million dicts cost seconds)."""
 
     def __init__(self, records: pd.DataFrame):
-        self._pos = dict(zip(records["unique_id"], range(len(records))))
-        self._cols = {c: records[c].tolist() for c in _GUARD_COLUMNS if c in records}
+        self.index = pd.Index(records["unique_id"])  # unique: hashed once, looked up column-wise or one by one
+        self._cols = {c: records[c].to_numpy(dtype=object) for c in _GUARD_COLUMNS if c in records}
         self._cache: dict[str, dict] = {}
 
     def __contains__(self, uid: str) -> bool:
-        return uid in self._pos
+        return uid in self.index
+
+    def at(self, uid: str) -> int:
+        return self.index.get_loc(uid)
+
+    def positions(self, uids: pd.Series) -> np.ndarray:
+        return self.index.get_indexer(uids)
 
     def __getitem__(self, uid: str) -> dict:
         row = self._cache.get(uid)
         if row is None:
-            i = self._pos[uid]
+            i = self.index.get_loc(uid)
             row = self._cache[uid] = {c: v[i] for c, v in self._cols.items()}
         return row
 
@@ -328,11 +339,12 @@ def _conflicted(labels: np.ndarray, start: np.ndarray, records: pd.DataFrame, ro
                 continue
             if guards.reason_to_keep_apart(rows[uids[i]], rows[uids[j]]):
                 out.add(label)
-    pos = rows._pos
     for pair in rejected:
         a, b = tuple(pair)
-        if a in pos and b in pos and labels[pos[a]] == labels[pos[b]] and start[pos[a]] != start[pos[b]]:
-            out.add(int(labels[pos[a]]))
+        if a in rows and b in rows:
+            i, j = rows.at(a), rows.at(b)
+            if labels[i] == labels[j] and start[i] != start[j]:
+                out.add(int(labels[i]))
     return out
 
 
@@ -352,8 +364,11 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     column-wise, :func:`guards.may_keep_apart`) is one person as it stands, and only the few others are
     clustered edge by edge."""
     previous_person = previous_person or {}
-    frames = [f for f in (existing, new) if f is not None and len(f)]
-    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else new)
+    # what clustering reads of each record (scoring reads the frames themselves): a night's records and a
+    # million linked ones are not copied whole
+    cols = list(_RECORD_COLUMNS)
+    frames = [f[cols] for f in (existing, new) if f is not None and len(f)]
+    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else new[cols])
     # a changed record (in both): its new features count
     records = records.drop_duplicates("unique_id", keep="last", ignore_index=True)
     rows = _Rows(records)
@@ -371,14 +386,14 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
                                                             ascending=[True, False], kind="stable")
     # records already linked to one person start as one group (a person is not re-decided from scratch); a changed
     # record is placed anew, on its own
-    person = uids.map(existing_person).where(~is_new, None) if existing_person else pd.Series([None] * n, dtype=object)
-    person_code = pd.factorize(person)[0]
+    get_person = existing_person.get
+    person = pd.Series([None if fresh else get_person(u) for u, fresh in zip(uids, is_new)], dtype=object)
+    person_code, person_ids = pd.factorize(person, sort=True)  # codes in id order: the lowest code is the oldest id
     linked = person_code >= 0
     start = np.where(linked, person_code, len(person_code) + np.arange(n))
     first_of_person = pd.Series(np.arange(n))[linked].groupby(person_code[linked]).transform("first")
-    pos = rows._pos
-    take_l = take["unique_id_l"].map(pos).to_numpy(dtype=np.int64)
-    take_r = take["unique_id_r"].map(pos).to_numpy(dtype=np.int64)
+    take_l = rows.positions(take["unique_id_l"]).astype(np.int64)
+    take_r = rows.positions(take["unique_id_r"]).astype(np.int64)
     labels = _components(n, np.concatenate([take_l, first_of_person.index.to_numpy()]),
                          np.concatenate([take_r, first_of_person.to_numpy()]))
     conflicted = _conflicted(labels, start, records, rows, accepted=accepted, rejected=rejected)
@@ -397,13 +412,16 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     final = labels.astype(np.int64)
     if conflicted:
         best: dict[str, tuple[str, float]] = {}
-        roots = _cluster_edge_by_edge(take[~clean], rows, new_set, existing_person, accepted, rejected, best,
-                                      result, levels)
+        # each existing person in those components, with its records
+        inside = np.isin(labels, list(conflicted)) & linked
+        members = pd.Series(uids.to_numpy()[inside]).groupby(person.to_numpy()[inside]).agg(list).to_dict()
+        roots = _cluster_edge_by_edge(take[~clean], rows, new_set, existing_person, members, accepted, rejected,
+                                      best, result, levels)
         for uid, root in roots.items():
-            final[pos[uid]] = n + pos[root]
+            final[rows.at(uid)] = n + rows.at(root)
         for uid, (kind, p) in best.items():
-            kind_of[pos[uid]], p_of[pos[uid]] = kind, p
-    _assign_persons(result, records, final, is_new, person, mint)
+            kind_of[rows.at(uid)], p_of[rows.at(uid)] = kind, p
+    _assign_persons(result, records, final, is_new, person_code, np.asarray(person_ids, dtype=object), mint)
     new_uids = uids.to_numpy(dtype=object)[is_new]
     result.link_kind.update(zip(new_uids, ((k, None if p != p else float(p))
                                            for k, p in zip(kind_of[is_new], p_of[is_new]))))
@@ -416,16 +434,12 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
 
 
 def _cluster_edge_by_edge(take: pd.DataFrame, rows: _Rows, new_set: set[str], existing_person: dict[str, str],
-                          accepted: set[frozenset], rejected: set[frozenset], best: dict[str, tuple[str, float]],
-                          result: LinkResult, levels: dict) -> dict[str, str]:
+                          by_person: dict[str, list[str]], accepted: set[frozenset], rejected: set[frozenset],
+                          best: dict[str, tuple[str, float]], result: LinkResult, levels: dict) -> dict[str, str]:
     """Constrained clustering of the components where something keeps records apart: edges strongest first, two
-    groups join only if no pair across them is forbidden. Returns each touched record's group root; refused
-    edges go to ``result.blocked``."""
+    groups join only if no pair across them is forbidden. ``by_person``: the records of each existing person in
+    these components. Returns each touched record's group root; refused edges go to ``result.blocked``."""
     groups = _Groups()
-    by_person: dict[str, list[str]] = {}
-    for uid, person in existing_person.items():
-        if uid not in new_set and uid in rows:
-            by_person.setdefault(person, []).append(uid)
     formed: set[str] = set()
 
     def group_of(uid: str) -> str:
@@ -467,17 +481,16 @@ def _cluster_edge_by_edge(take: pd.DataFrame, rows: _Rows, new_set: set[str], ex
 
 
 def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray, is_new: np.ndarray,
-                    person: pd.Series, mint) -> None:
+                    rank: np.ndarray, names: np.ndarray, mint) -> None:
     """Persons for the groups (``final``: a group label per record) that hold new records or join existing
     persons: the oldest existing id survives (the others redirect to it, recorded as merges, via the group's first
     new record); a group of new records only gets a fresh id, minted in the order records came. A group of one
-    existing person that nothing new reached needs no visit. Column-wise: from scratch, a million groups."""
+    existing person that nothing new reached needs no visit. ``rank``: each record's existing person as a code
+    into ``names`` (sorted; -1 for none). Column-wise: from scratch, a million groups."""
     group, _ = pd.factorize(final)  # numbered in order of first record
     n_groups = int(group.max()) + 1 if len(group) else 0
     has_new = np.bincount(group, weights=is_new, minlength=n_groups) > 0
-    names = np.asarray(sorted(set(person.dropna())), dtype=object)
-    rank = pd.Series(np.arange(len(names)), index=names).reindex(person.to_numpy()).to_numpy()
-    with_person = ~np.isnan(rank)
+    with_person = rank >= 0
     pairs = np.unique(group[with_person].astype(np.int64) * (len(names) + 1) + rank[with_person].astype(np.int64))
     pair_group, pair_rank = pairs // (len(names) + 1), pairs % (len(names) + 1)
     n_persons = np.bincount(pair_group, minlength=n_groups)
