@@ -143,6 +143,7 @@ def main() -> None:
 
     print(f"\n### EMPI: {args.residents:,} residents, {len(frame):,} records (noise ×{args.noise_scale})\n")
     print(f"`.venv/bin/python bench/bench_identity.py --residents {args.residents} --noise-scale {args.noise_scale}"
+          f" --incremental-share {args.incremental_share}{' --skip-generic' if args.skip_generic else ''}"
           f"{' --backend ' + args.backend if args.backend != 'duckdb' else ''}`. "
           f"Population generated in {gen_s:.0f} s; features (standardisation) {feat_s:.0f} s. "
           f"Thresholds: auto-link {cfg.auto_link}, review {cfg.review}.\n")

@@ -25,3 +25,42 @@ def test_different_valid_ids_and_different_sex_keep_apart():
     b = rec(id18="350125199002030021", id_valid=True, birth_date="1980-01-01", birth_year="1980")
     assert guards.reason_to_keep_apart(a, b) == "different valid ID numbers"
     assert guards.reason_to_keep_apart(rec(sex="1"), rec(sex="2")) == "different sex"
+
+
+def test_the_same_id_number_of_any_scheme_is_not_a_generation_apart_unless_a_placeholder():
+    """A wholly different birth date under the same identifier (a passport, a social-security number) is a bad
+    birth date, not a father and son; a placeholder shared by strangers proves nothing."""
+    older = rec(birth_date="1905-01-08", birth_year="1905", id18="2851372", id_valid=False)
+    younger = rec(birth_date="1988-04-30", birth_year="1988", id18="2851372", id_valid=False)
+    assert guards.reason_to_keep_apart(older, younger) is None
+    for placeholder in ("0000000", "1234567", "999999999999999999"):
+        a, b = ({**r, "id18": placeholder} for r in (older, younger))
+        assert guards.reason_to_keep_apart(a, b) == "born a generation apart", placeholder
+    assert guards.reason_to_keep_apart({**older, "id18": None}, {**younger, "id18": None}) == "born a generation apart"
+
+
+def test_may_keep_apart_flags_every_pair_a_guard_refuses():
+    """The column-wise pre-check must never miss a pair the exact rules refuse (clustering trusts it)."""
+    import itertools
+    import random
+
+    import pandas as pd
+
+    rng = random.Random(7)
+    values = {"id18": ["350125198001011238", "350125199002030021", "2851372", None, ""],
+              "id_valid": [True, False, None], "sex": ["1", "2", None, ""],
+              "birth_date": ["1980-01-01", "1981-01-01", "2015-03-12", "1958-03-12", None],
+              "given_pinyin": ["wei", "wen", None], "name_pinyin": ["chen wei", "chen wen", None],
+              "name_fuzzy": ["cen wei", "cen wen", None], "household_key": ["a|b|1", None], "phone": ["138", None]}
+    rows = []
+    for _ in range(4000):
+        r = {k: rng.choice(v) for k, v in values.items()}
+        r["birth_year"] = r["birth_date"][:4] if r["birth_date"] else rng.choice([None, "19x0"])
+        rows.append(r)
+    pairs = list(itertools.combinations(range(len(rows)), 2))[:200000]
+    left = pd.DataFrame([rows[i] for i, _ in pairs])
+    right = pd.DataFrame([rows[j] for _, j in pairs])
+    flagged = guards.may_keep_apart(left, right)
+    refused = [guards.reason_to_keep_apart(rows[i], rows[j]) is not None for i, j in pairs]
+    assert sum(refused) > 1000
+    assert not any(r and not f for r, f in zip(refused, flagged))

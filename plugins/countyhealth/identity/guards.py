@@ -31,6 +31,12 @@ def _transposed(a: str, b: str) -> bool:
     return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
 
 
+def _same_identifier(a: str | None, b: str | None) -> bool:
+    """The same ID number — a resident ID (a guardian's is kept out of matching upstream) or any other scheme's, as
+    long as it is not a placeholder (一 repeated digit, 123456…): a father and a son do not share one."""
+    return bool(a) and a == b and len(set(a)) >= 4 and a not in "01234567890123456789"
+
+
 def _one_keystroke(a: str, b: str) -> bool:
     return _hamming1(a, b) or _transposed(a, b)
 
@@ -52,7 +58,7 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
             and a.get("name_fuzzy") != b.get("name_fuzzy")):
         return "twins: same birth date and household, different given names"
     ya, yb = a.get("birth_year"), b.get("birth_year")
-    same_id = a.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18")
+    same_id = _same_identifier(a.get("id18"), b.get("id18"))
     if (ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id
             and not _one_keystroke(a["birth_date"], b["birth_date"])):
         return "born a generation apart"
