@@ -40,3 +40,20 @@ def test_the_warehouse_candidate_search_mirrors_every_blocking_rule():
         assert cols, rule
         keys.add(tuple(sorted(stored.get(c, c) for c in cols)))
     assert keys == {tuple(sorted(k)) for k in store._CANDIDATE_KEYS}
+
+
+def test_placeholder_ids_are_no_evidence_and_no_blocking_key():
+    """A county's systems hold thousands of 000000000000000000s typed past a required field: as a key they would
+    pair every such record with every other (n² pairs), as evidence they would merge strangers."""
+    for placeholder in ("000000000000000000", "350125000000000000", "123456789012345678", "1234567"):
+        f = build(name="陈伟", id_number=placeholder, health_record_number="00000000000000000")
+        assert f["id18"] is None and not f["id_valid"] and f["id_hash"] is None, placeholder
+        assert f["health_record_number"] is None
+    assert build(name="陈伟", id_number="5500151")["id18"] == "5500151"  # a short real number with few digits
+    from countyhealth.identity import engine
+
+    rows = pd.DataFrame([{"source_id": "s", "source_record_id": str(i), "name": f"居民{i}", "sex_code": "1",
+                          "birth_date": f"19{50 + i % 40}-0{1 + i % 9}-1{i % 10}", "id_number": "0" * 18}
+                         for i in range(400)])
+    pairs = engine.score(features.build(rows), None, model.load_settings(), min_probability=0.0)
+    assert len(pairs) < 400  # not the 79,800 pairs of one shared key

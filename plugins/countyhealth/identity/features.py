@@ -75,6 +75,8 @@ def _id_parts(raw: str | None) -> tuple:
     # in its normalised text: exact or one edit apart is evidence whatever the scheme; only a valid resident ID
     # counts as valid (the guards and deterministic links need one)
     key = p.id18 or _other_identifier(raw)
+    if std.is_placeholder(key):
+        return None, False, None  # shared by strangers: no evidence, and no blocking key
     return key, bool(p.valid), p.birth_date.isoformat() if p.birth_date else None
 
 
@@ -166,7 +168,8 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     phones = _convert(get("phone"), _decrypt)
     out["phone"] = _convert(phones, std.normalise_phone)
     out["phone_hash"] = _keyed_hashes(out["phone"], "phone")
-    out["health_record_number"] = get("health_record_number")
+    hrn = get("health_record_number")
+    out["health_record_number"] = _convert(hrn, lambda v: None if isinstance(v, str) and std.is_placeholder(v) else v)
     addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
     addr = _spread(get("address"), _address_parts, addr_cols)
     for col in addr_cols:

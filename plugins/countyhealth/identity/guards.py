@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from countyhealth.standardise import person as std
+
 
 def _hamming1(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
@@ -33,8 +35,9 @@ def _transposed(a: str, b: str) -> bool:
 
 def _same_identifier(a: str | None, b: str | None) -> bool:
     """The same ID number — a resident ID (a guardian's is kept out of matching upstream) or any other scheme's, as
-    long as it is not a placeholder (一 repeated digit, 123456…): a father and a son do not share one."""
-    return bool(a) and a == b and len(set(a)) >= 4 and a not in "01234567890123456789"
+    long as it is not a placeholder (features drop those; checked again here, the guards being the last word):
+    a father and a son do not share one."""
+    return bool(a) and a == b and not std.is_placeholder(a)
 
 
 def _one_keystroke(a: str, b: str) -> bool:

@@ -181,6 +181,21 @@ def standardise_id(raw: str | None) -> StdId:
     return StdId(p.id18, False, p.was_15, None, None, p.problem)
 
 
+_RUNS = "01234567890123456789", "98765432109876543210"
+_REPEATED = re.compile(r"(.)\1{7,}")  # eight of one character in a row: no birth date or sequence has that
+
+
+def is_placeholder(identifier: str | None) -> bool:
+    """An identifier typed to get past a required field — one character throughout (000000000000000000), a
+    region code padded with eight or more of one digit (350125000000000000), or a run (1234567, 987654321) —
+    not anyone's number. Thousands of records may carry the same one: as a blocking key it would pair them all
+    with each other. (Short real numbers with few distinct digits, 5500151, are not placeholders.)"""
+    if not identifier:
+        return False
+    return (len(set(identifier)) == 1 or _REPEATED.search(identifier) is not None
+            or (len(identifier) >= 6 and any(identifier in run for run in _RUNS)))
+
+
 def normalise_id_for_hash(raw: str | None) -> str | None:
     """The form an ID number is hashed in: 18 digits (15-digit upgraded, x upper-cased) when it has an ID's
     shape, else its normalised text — so a mistyped ID still hashes the same way every time."""
