@@ -64,3 +64,18 @@ def test_may_keep_apart_flags_every_pair_a_guard_refuses():
     refused = [guards.reason_to_keep_apart(rows[i], rows[j]) is not None for i, j in pairs]
     assert sum(refused) > 1000
     assert not any(r and not f for r, f in zip(refused, flagged))
+
+
+def test_siblings_in_one_household_stay_apart_but_a_clerks_date_error_does_not():
+    older = rec(name_pinyin="lin yu", given_pinyin="yu", birth_date="2023-04-08", birth_year="2023",
+                household_key="同安镇|岭中村|118")
+    younger = {**older, "birth_date": "2024-06-11", "birth_year": "2024"}
+    assert guards.reason_to_keep_apart(older, younger) == "siblings: one household, born months apart"
+    by_phone = {**younger, "household_key": None, "phone": "13056382881"}
+    assert guards.reason_to_keep_apart({**older, "household_key": None, "phone": "13056382881"}, by_phone)
+    for date in ("2023-04-09", "2023-05-08", "2023-08-04", "2023-04-28"):  # a day, a month, swapped, a digit
+        assert guards.reason_to_keep_apart(older, {**older, "birth_date": date}) is None, date
+    elsewhere = {**younger, "household_key": "葛岭镇|后中村|50"}
+    assert guards.reason_to_keep_apart(older, elsewhere) is None  # no household in common: the model decides
+    elders = {**older, "birth_date": "1948-04-08", "birth_year": "1948"}
+    assert guards.reason_to_keep_apart(elders, {**elders, "birth_date": "1949-02-20", "birth_year": "1949"}) is None

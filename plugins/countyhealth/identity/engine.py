@@ -329,7 +329,7 @@ def _conflicted(labels: np.ndarray, start: np.ndarray, records: pd.DataFrame, ro
     pairs = pairs[(pairs["idx_l"] < pairs["idx_r"]) & (pairs["start_l"] != pairs["start_r"])]
     out = set(large)
     if len(pairs):
-        cols = ["id18", "id_valid", "sex", "birth_date", "birth_year", "given_pinyin"]
+        cols = ["id18", "id_valid", "sex", "birth_date", "birth_year", "given_pinyin", "household_key", "phone"]
         left = records[cols].iloc[pairs["idx_l"].to_numpy()]
         right = records[cols].iloc[pairs["idx_r"].to_numpy()]
         flagged = pairs[guards.may_keep_apart(left, right)]

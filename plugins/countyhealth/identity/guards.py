@@ -7,7 +7,11 @@ in another's chart; a missed link only costs a repeated test).
 - **different sex**: both recorded, different;
 - **twins**: same birth date, same household (address or phone), different given names;
 - **different generation**: birth years 12+ years apart (an infant filed under a parent's details) — unless the
-  two birth dates are one keystroke apart (1985 typed 1958 is a typo, not a parent);
+  two birth dates are one keystroke apart (1985 typed 1958 is a typo, not a parent) or the two carry the same
+  ID number (not a placeholder);
+- **siblings**: one household (address or phone), both born 1970 or later (their dates come from certificates,
+  not lunar memory), birth dates 270+ days apart and not one keystroke or a month/day swap apart — two children
+  of one mother, however alike their names sound (林宇 / 林玉);
 - a pair a reviewer rejected.
 
 The infant carrying a guardian's ID is handled upstream (:mod:`.features`): an ID whose birth date is a
@@ -15,6 +19,8 @@ generation away from the record's own birth date is not used for matching at all
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import numpy as np
 import pandas as pd
@@ -38,6 +44,27 @@ def _same_identifier(a: str | None, b: str | None) -> bool:
     long as it is not a placeholder (features drop those; checked again here, the guards being the last word):
     a father and a son do not share one."""
     return bool(a) and a == b and not std.is_placeholder(a)
+
+
+# two children of one mother are born at least this far apart (twins, the same day, have their own rule); a
+# record's birth date off by a day or a week is a clerk's error, not a sibling
+SIBLINGS_DAYS_APART = 270
+
+
+def _days_apart(a: str | None, b: str | None) -> int:
+    try:
+        return abs((dt.date.fromisoformat(a) - dt.date.fromisoformat(b)).days)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _household(a: dict, b: dict) -> bool:
+    return bool((a.get("household_key") and a.get("household_key") == b.get("household_key"))
+                or (a.get("phone") and a.get("phone") == b.get("phone")))
+
+
+def _month_day_swapped(a: str, b: str) -> bool:
+    return len(a) == len(b) == 10 and a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]
 
 
 def _one_keystroke(a: str, b: str) -> bool:
@@ -65,6 +92,11 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
     if (ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id
             and not _one_keystroke(a["birth_date"], b["birth_date"])):
         return "born a generation apart"
+    if (_household(a, b) and ya and yb and ya >= "1970" and yb >= "1970" and not same_id
+            and _days_apart(a.get("birth_date"), b.get("birth_date")) > SIBLINGS_DAYS_APART
+            and not _one_keystroke(a["birth_date"], b["birth_date"])
+            and not _month_day_swapped(a["birth_date"], b["birth_date"])):
+        return "siblings: one household, born months apart"
     return None
 
 
@@ -99,4 +131,7 @@ def may_keep_apart(left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
     year_l, year_r = (_years(frame["birth_year"]) for frame in (left, right))
     with np.errstate(invalid="ignore"):
         generation = np.abs(year_l - year_r) >= 12
-    return ids | sex | twins | generation
+    household = ((present(col(left, "household_key")) & (col(left, "household_key") == col(right, "household_key")))
+                 | (present(col(left, "phone")) & (col(left, "phone") == col(right, "phone"))))
+    siblings = household & differ(birth_l, birth_r)
+    return ids | sex | twins | generation | siblings
