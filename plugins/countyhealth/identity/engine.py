@@ -386,9 +386,12 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
                                                             ascending=[True, False], kind="stable")
     # records already linked to one person start as one group (a person is not re-decided from scratch); a changed
     # record is placed anew, on its own
-    get_person = existing_person.get
-    person = pd.Series([None if fresh else get_person(u) for u, fresh in zip(uids, is_new)], dtype=object)
-    person_code, person_ids = pd.factorize(person, sort=True)  # codes in id order: the lowest code is the oldest id
+    if existing_person:
+        get_person = existing_person.get
+        person = pd.Series([None if fresh else get_person(u) for u, fresh in zip(uids, is_new)], dtype=object)
+        person_code, person_ids = pd.factorize(person, sort=True)  # codes in id order: the lowest is the oldest id
+    else:  # from scratch
+        person, person_code, person_ids = pd.Series([None] * n, dtype=object), np.full(n, -1), np.array([], dtype=object)
     linked = person_code >= 0
     start = np.where(linked, person_code, len(person_code) + np.arange(n))
     first_of_person = pd.Series(np.arange(n))[linked].groupby(person_code[linked]).transform("first")

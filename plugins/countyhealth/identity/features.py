@@ -75,7 +75,7 @@ def _id_parts(raw: str | None) -> tuple:
     # in its normalised text: exact or one edit apart is evidence whatever the scheme; only a valid resident ID
     # counts as valid (the guards and deterministic links need one)
     key = p.id18 or _other_identifier(raw)
-    if std.is_placeholder(key):
+    if not p.valid and std.is_placeholder(key):  # a valid ID (check digit, birth date) is never one
         return None, False, None  # shared by strangers: no evidence, and no blocking key
     return key, bool(p.valid), p.birth_date.isoformat() if p.birth_date else None
 

@@ -182,6 +182,7 @@ def standardise_id(raw: str | None) -> StdId:
 
 
 _RUNS = "01234567890123456789", "98765432109876543210"
+_RUN_PIECES = frozenset(run[i:j] for run in _RUNS for i in range(len(run)) for j in range(i + 6, len(run) + 1))
 _REPEATED = re.compile(r"(.)\1{7,}")  # eight of one character in a row: no birth date or sequence has that
 
 
@@ -192,8 +193,7 @@ def is_placeholder(identifier: str | None) -> bool:
     with each other. (Short real numbers with few distinct digits, 5500151, are not placeholders.)"""
     if not identifier:
         return False
-    return (len(set(identifier)) == 1 or _REPEATED.search(identifier) is not None
-            or (len(identifier) >= 6 and any(identifier in run for run in _RUNS)))
+    return identifier in _RUN_PIECES or len(set(identifier)) == 1 or _REPEATED.search(identifier) is not None
 
 
 def normalise_id_for_hash(raw: str | None) -> str | None:
