@@ -82,9 +82,7 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
     if a.get("sex") and b.get("sex") and a["sex"] != b["sex"]:
         return "different sex"
     if (a.get("birth_date") and a.get("birth_date") == b.get("birth_date") and a.get("given_pinyin")
-            and b.get("given_pinyin") and a["given_pinyin"] != b["given_pinyin"]
-            and ((a.get("household_key") and a.get("household_key") == b.get("household_key"))
-                 or (a.get("phone") and a.get("phone") == b.get("phone")))
+            and b.get("given_pinyin") and a["given_pinyin"] != b["given_pinyin"] and _household(a, b)
             and a.get("name_fuzzy") != b.get("name_fuzzy")):
         return "twins: same birth date and household, different given names"
     ya, yb = a.get("birth_year"), b.get("birth_year")
