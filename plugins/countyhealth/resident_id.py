@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"  # remainder 0..10 -> check character
-_RE18 = re.compile(r"^\d{17}[\dX]$")
 _RE15 = re.compile(r"^\d{15}$")
 
 

@@ -230,9 +230,7 @@ class _Groups:
         return ra
 
 
-_GUARD_COLUMNS = ("id18", "id_valid", "name_pinyin", "given_pinyin", "name_fuzzy", "birth_date", "birth_year", "sex",
-                  "household_key", "phone")
-_RECORD_COLUMNS = ("unique_id", "health_record_number") + _GUARD_COLUMNS
+_RECORD_COLUMNS = ("unique_id", "health_record_number") + guards.COLUMNS
 
 
 class _Rows:
@@ -240,7 +238,7 @@ class _Rows:
 
     def __init__(self, records: pd.DataFrame):
         self.index = pd.Index(records["unique_id"])  # unique: hashed once, looked up column-wise or one by one
-        self._cols = {c: records[c].to_numpy(dtype=object) for c in _GUARD_COLUMNS if c in records}
+        self._cols = {c: records[c].to_numpy(dtype=object) for c in guards.COLUMNS if c in records}
         self._cache: dict[str, dict] = {}
 
     def __contains__(self, uid: str) -> bool:
@@ -289,10 +287,10 @@ def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFra
     det = _deterministic_pairs(records, is_new)
     if len(det) and len(scored):
         # a scored pair that is also deterministic is lifted to 1.0; the rest are added
-        det_keys = pd.Series(det["unique_id_l"].to_numpy(dtype=object) + "\n" + det["unique_id_r"].to_numpy(dtype=object))
-        scored_keys = _pair_key(scored["unique_id_l"], scored["unique_id_r"])
+        det_keys = pd.Series(_pair_key(det["unique_id_l"], det["unique_id_r"]))
+        scored_keys = pd.Series(_pair_key(scored["unique_id_l"], scored["unique_id_r"]))
         lifted = det_keys.isin(scored_keys).to_numpy()
-        both = pd.Series(scored_keys).isin(det_keys).to_numpy()
+        both = scored_keys.isin(det_keys).to_numpy()
         scored.loc[both, ["kind", "match_probability"]] = ["deterministic", 1.0]
         det = det[~lifted]
     manual = [(a, b) for a, b in (tuple(p) for p in accepted) if a in rows and b in rows and
@@ -329,7 +327,7 @@ def _conflicted(labels: np.ndarray, start: np.ndarray, records: pd.DataFrame, ro
     pairs = pairs[(pairs["idx_l"] < pairs["idx_r"]) & (pairs["start_l"] != pairs["start_r"])]
     out = set(large)
     if len(pairs):
-        cols = ["id18", "id_valid", "sex", "birth_date", "birth_year", "given_pinyin", "household_key", "phone"]
+        cols = list(guards.COLUMNS)
         left = records[cols].iloc[pairs["idx_l"].to_numpy()]
         right = records[cols].iloc[pairs["idx_r"].to_numpy()]
         flagged = pairs[guards.may_keep_apart(left, right)]

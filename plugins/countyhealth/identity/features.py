@@ -80,17 +80,9 @@ def _id_parts(raw: str | None) -> tuple:
     return key, bool(p.valid), p.birth_date.isoformat() if p.birth_date else None
 
 
-def _hashes(values: list, purpose: str) -> list:
-    table = privacy.keyed_hashes(values, purpose)
-    return [table.get(v) for v in values]
-
-
 def _keyed_hashes(values: np.ndarray, purpose: str) -> np.ndarray:
-    codes, distinct = pd.factorize(values)
-    table = np.empty(len(distinct) + 1, dtype=object)
-    table[:-1] = _hashes(list(distinct), purpose)
-    table[-1] = None
-    return table[codes]
+    table = privacy.keyed_hashes(pd.unique(values[pd.notna(values)]), purpose)  # the key derived once
+    return _convert(values, table.get)
 
 
 def _household(township, village, house_number) -> str | None:
@@ -125,10 +117,6 @@ def _decrypt(value) -> str | None:
     return privacy.decrypt(value) if isinstance(value, str) else None
 
 
-def _year(date_text) -> float:
-    return float(date_text[:4]) if isinstance(date_text, str) and date_text[:4].isdigit() else np.nan
-
-
 def build(rows: pd.DataFrame) -> pd.DataFrame:
     """Canonical person rows (as stored in the warehouse; ID/phone may be ciphertext) → feature frame.
     Work is done once per distinct name, ID, phone and address: they repeat across a resident's records and a
@@ -156,8 +144,8 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     ids = _convert(get("id_number"), _decrypt)
     sid = _spread(ids, _id_parts, ["key", "valid", "birth"])
     valid = sid["valid"] == True  # noqa: E712 (None is not valid)
-    years_apart = np.abs(_convert(out["birth_date"], _year).astype(float)
-                         - _convert(sid["birth"], _year).astype(float))
+    years_apart = np.abs(_convert(out["birth_date"], std.year_of).astype(float)
+                         - _convert(sid["birth"], std.year_of).astype(float))
     with np.errstate(invalid="ignore"):
         foreign = valid & (years_apart >= 12)  # a different generation: a guardian's or a relative's ID
     out["id18"] = np.where(foreign, None, sid["key"])

@@ -28,6 +28,11 @@ import pandas as pd
 from countyhealth.standardise import person as std
 
 
+# what the rules read of a record
+COLUMNS = ("id18", "id_valid", "name_pinyin", "given_pinyin", "name_fuzzy", "birth_date", "birth_year", "sex",
+           "household_key", "phone")
+
+
 def _hamming1(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
 
@@ -98,12 +103,8 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
     return None
 
 
-def _year(value) -> float:
-    return float(int(value)) if isinstance(value, str) and value.isdigit() else float("nan")
-
-
 def _years(series: pd.Series) -> np.ndarray:
-    table = {y: _year(y) for y in series.dropna().unique()}  # a few dozen distinct years
+    table = {y: std.year_of(y) for y in series.dropna().unique()}  # a few dozen distinct years
     return series.map(table).to_numpy(dtype=float)
 
 

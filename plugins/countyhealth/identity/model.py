@@ -17,8 +17,9 @@ Comparisons (each a Splink comparison with its own levels; SQL runs in Splink's 
 Blocking rules were chosen by counting candidate pairs (`countyhealth identity blocking`, bench/bench_identity.py)
 and the true pairs each adds: surname alone explodes (陈 and 林 are a quarter of the county), so every rule pairs a
 strong key with a second one. A rule on the ID's first 14 characters (region and birth date) was dropped: at 1M
-records it made 11.6M of 18.2M pairs — 64% of scoring — for 4 true pairs no other rule found. Two rules key on addresses written in words (number + street, postcode + region); Chinese addresses
-leave those keys empty, so they cost the county nothing.
+records it made 11.6M of 18.2M pairs — 64% of scoring — for 4 true pairs no other rule found. Two rules key on
+addresses written in words (number + street, postcode + region); Chinese addresses leave those keys empty, so
+they cost the county nothing.
 
 The trained parameters (m and u probabilities, λ) are ``identity/model.json``: reviewed, versioned in git,
 re-estimated by ``countyhealth identity retrain`` (EM on the warehouse's own records).

@@ -196,6 +196,11 @@ def is_placeholder(identifier: str | None) -> bool:
     return identifier in _RUN_PIECES or len(set(identifier)) == 1 or _REPEATED.search(identifier) is not None
 
 
+def year_of(text) -> float:
+    """The year of ``1985`` or ``1985-03-12`` as a number; NaN when there is none (for column arithmetic)."""
+    return float(text[:4]) if isinstance(text, str) and text[:4].isdigit() else float("nan")
+
+
 def normalise_id_for_hash(raw: str | None) -> str | None:
     """The form an ID number is hashed in: 18 digits (15-digit upgraded, x upper-cased) when it has an ID's
     shape, else its normalised text — so a mistyped ID still hashes the same way every time."""
