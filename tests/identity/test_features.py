@@ -26,6 +26,8 @@ def test_names_in_any_word_order_share_a_key_and_latin_addresses_get_blocking_ke
     assert b["name_words"] == build(name="Wei Zhang")["name_words"]
     f = build(address="28 Moorehead Place Goodwood 4701 SA")
     assert (f["address_head"], f["address_tail"]) == ("28 moorehead", "4701 sa")
+    # the house number blocks with the birth date; alone it is no household (the twins and siblings guards read it)
+    assert f["house_number"] == "28" and f["household_key"] is None
     c = build(address="福建省福州市永泰县樟城镇东门村12号")
     assert c["address_head"] is None and c["household_key"] == "樟城镇|东门村|12"
 

@@ -77,8 +77,35 @@ def test_names_and_addresses_in_latin_letters_and_other_identifiers_link(tmp_pat
     assert person["a1"] == person["a2"] != person["b1"]
 
 
-def test_fit_to_input_needs_enough_records(tmp_path):
+def test_fitting_to_the_file_needs_enough_records(tmp_path):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text(HEADER + "a,,陈伟,1,1980-01-01,,,\n", encoding="utf-8")
-    result = CliRunner().invoke(identity_cli, ["link", str(src), "--output", str(out), "--fit-to-input"])
+    result = CliRunner().invoke(identity_cli, ["link", str(src), "--output", str(out), "--model", "fit"])
     assert result.exit_code != 0 and "too few to fit the model" in result.output and not out.exists()
+
+
+def _features(names, ids):
+    import pandas as pd
+
+    from countyhealth.identity import features, file_link
+
+    frame = pd.DataFrame({"record_id": [str(i) for i in range(len(names))], "name": names, "id_number": ids})
+    return features.build(file_link.to_person_rows(frame))
+
+
+def test_the_reviewed_model_is_kept_for_county_records_and_fitted_for_others():
+    """``--model auto``: Chinese names and resident IDs are what the reviewed parameters know; Latin names or
+    other numbers are not — fitted, when the file is large enough for EM."""
+    from countyhealth.identity import file_link
+
+    county = _features(["陈伟", "林秀英", "Zhang Wei"], ["350125198001011238", None, "11010519491231002X"])
+    abroad = _features(["rachael dent", "isabella everett", "陈伟"], ["1683994", "6653129", None])
+    chinese_names_other_ids = _features(["陈伟", "林秀英"], ["1683994", "6653129"])
+    assert file_link.looks_like_the_county(county)
+    assert not file_link.looks_like_the_county(abroad)
+    assert not file_link.looks_like_the_county(chinese_names_other_ids)
+    assert file_link.looks_like_the_county(_features([None, None], [None, None]))  # nothing to say otherwise
+    _, chosen = file_link.choose_settings(abroad, "auto")
+    assert chosen == "reviewed"  # three records: too few to fit, so the reviewed model after all
+    with pytest.raises(file_link.LinkInputError, match="unknown"):
+        file_link.choose_settings(county, "best")

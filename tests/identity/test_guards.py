@@ -79,3 +79,15 @@ def test_siblings_in_one_household_stay_apart_but_a_clerks_date_error_does_not()
     assert guards.reason_to_keep_apart(older, elsewhere) is None  # no household in common: the model decides
     elders = {**older, "birth_date": "1948-04-08", "birth_year": "1948"}
     assert guards.reason_to_keep_apart(elders, {**elders, "birth_date": "1949-02-20", "birth_year": "1949"}) is None
+
+
+def test_another_schemes_number_typed_one_keystroke_wrong_is_not_a_generation_apart_but_a_resident_ids_is():
+    """7156436 / 7156463: the same social-security number, two digits swapped — the wholly different birth date is
+    the error. A resident ID one keystroke from another may be a guardian's mistyped: the guard still holds."""
+    older = rec(birth_date="1905-01-08", birth_year="1905", id18="7156436", id_valid=False)
+    younger = rec(birth_date="1988-04-30", birth_year="1988", id18="7156463", id_valid=False)
+    assert guards.reason_to_keep_apart(older, younger) is None
+    assert guards.reason_to_keep_apart(older, {**younger, "id18": "7156999"}) == "born a generation apart"
+    guardian = rec(birth_date="1965-01-08", birth_year="1965", id18="350125196501081234", id_valid=True)
+    infant = rec(birth_date="2020-04-30", birth_year="2020", id18="350125196501081243", id_valid=False)
+    assert guards.reason_to_keep_apart(guardian, infant) == "born a generation apart"

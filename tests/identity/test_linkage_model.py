@@ -7,6 +7,7 @@ import json
 import random
 
 import duckdb
+import pytest
 
 from countyhealth.identity import model
 
@@ -58,3 +59,18 @@ def test_one_keystroke_finds_what_damerau_levenshtein_finds():
         f"SELECT count(*) FILTER (WHERE coalesce({model._differing_characters('id18')} = 1, false) <> "
         "coalesce(length(id18_l) = length(id18_r) AND levenshtein(id18_l, id18_r) = 1, false)) FROM p").fetchone()[0]
     assert substituted == 0
+
+
+def test_u_leaves_out_the_matches_among_random_pairs():
+    """Random pairs hold λ·m matches at each level: a level only matches reach (the same ID) is left with what
+    sampling noise allows, not λ·m; a level strangers reach often keeps its u."""
+    settings = {"probability_two_random_records_match": 1e-4, "comparisons": [{"comparison_levels": [
+        {"is_null_level": True, "sql_condition": "x IS NULL"},
+        {"m_probability": 0.9, "u_probability": 0.9e-4},  # observed ≈ λ·m: all matches
+        {"m_probability": 0.05, "u_probability": 0.2},
+        {"m_probability": 0.05, "u_probability": 0.8 - 0.9e-4},
+    ]}]}
+    levels = model.u_without_matches(settings, 1e6)["comparisons"][0]["comparison_levels"][1:]
+    u = [lvl["u_probability"] for lvl in levels]
+    assert u[0] == pytest.approx(90 ** 0.5 / 1e6, rel=0.01)  # √90 pairs of a million, not 90
+    assert u[1] == pytest.approx(0.2, rel=0.01) and sum(u) == pytest.approx(1.0)

@@ -70,3 +70,5 @@ def test_names_in_latin_letters_keep_their_words_and_read_family_name_last():
 def test_addresses_in_words_are_kept_as_text_without_townships():
     a = std.standardise_address("28  Moorehead Place, Goodwood 4701 SA")
     assert a.rest == "28 moorehead place, goodwood 4701 sa" and a.township is None and a.village is None
+    assert a.house_number == "28" and std.standardise_address("12a Hill Road").house_number == "12"
+    assert std.standardise_address("Hill Road 12").house_number is None  # only a leading number is the house's

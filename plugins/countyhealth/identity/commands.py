@@ -194,10 +194,11 @@ def status(url) -> None:
               help="record_id,person_id[,link,match_probability] for every input record.")
 @click.option("--backend", type=click.Choice(["duckdb", "spark"]), default=None,
               help="Splink backend (default: config/identity.yaml).")
-@click.option("--fit-to-input", is_flag=True,
-              help="Re-estimate the model's parameters on this file (EM) instead of the reviewed model: for data "
-                   "unlike the county's (at least 2,000 records).")
-def link_file(input_csv, output, backend, fit_to_input) -> None:
+@click.option("--model", "model_choice", type=click.Choice(["auto", "reviewed", "fit"]), default="auto",
+              show_default=True,
+              help="Parameters: the reviewed county model, or re-estimated on this file by EM (at least 2,000 records); "
+                   "auto fits when most names are not Chinese or most IDs are not resident IDs.")
+def link_file(input_csv, output, backend, model_choice) -> None:
     """Link the records of a CSV file (record_id,source,name,sex,birth_date,id_number,phone,address) with the
     pipeline's standardisation, model and guards; nothing is read from or written to the warehouse."""
     import logging
@@ -206,7 +207,7 @@ def link_file(input_csv, output, backend, fit_to_input) -> None:
 
     logging.getLogger("splink").setLevel(logging.WARNING)  # its timings are noise on a terminal
     try:
-        out = link_csv(input_csv, output, backend=backend, fit_to_input=fit_to_input)
+        out = link_csv(input_csv, output, backend=backend, model_choice=model_choice)
     except LinkInputError as exc:
         raise click.ClickException(str(exc)) from None
     note = f" (ignored columns: {', '.join(out['ignored_columns'])})" if out["ignored_columns"] else ""

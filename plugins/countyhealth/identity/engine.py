@@ -274,10 +274,11 @@ _SMALL_COMPONENT = 64
 
 def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFrame, rows: _Rows, new_set: set[str],
            is_new: np.ndarray, *, settings: dict, thresholds: Thresholds, accepted: set[frozenset],
-           backend: str) -> pd.DataFrame:
+           backend: str, every_scored_pair: bool = False) -> pd.DataFrame:
     """Scored pairs (deterministic ones among them lifted to 1.0), the deterministic pairs the model did not
     score, and reviewers' accepted pairs; evidence text only where someone will read it."""
-    pairs = score(new, existing, settings, min_probability=min(thresholds.review, 0.5), backend=backend) \
+    floor = 0.0 if every_scored_pair else min(thresholds.review, 0.5)
+    pairs = score(new, existing, settings, min_probability=floor, backend=backend) \
         if len(new) else pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     weight_cols = [f"mw_{c}" for c in _EVIDENCE_COLS if f"mw_{c}" in pairs]
     scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + weight_cols].copy()
@@ -349,7 +350,7 @@ def _conflicted(labels: np.ndarray, start: np.ndarray, records: pd.DataFrame, ro
 def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, str], *, settings: dict,
          thresholds: Thresholds, mint, previous_person: dict[str, str] | None = None,
          accepted: set[frozenset] = frozenset(), rejected: set[frozenset] = frozenset(),
-         backend: str = "duckdb") -> LinkResult:
+         backend: str = "duckdb", rescore=None) -> LinkResult:
     """Place ``new`` records. ``existing`` are linked records (features) that may be theirs, with
     ``existing_person`` record → person; ``previous_person`` is where records in ``new`` that changed were
     linked before (a changed record is placed again from scratch, and moves if the evidence says so);
@@ -360,7 +361,11 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     in two passes, because a million records make hundreds of thousands of edges: the edges and the existing
     persons form connected components; a component in which nothing keeps two of its records apart (checked
     column-wise, :func:`guards.may_keep_apart`) is one person as it stands, and only the few others are
-    clustered edge by edge."""
+    clustered edge by edge.
+
+    ``rescore(edges)``, when given, re-estimates the edges' probabilities before clustering (every scored pair,
+    not only those above the review threshold, reaches it): :mod:`.one_to_one` for sources that hold one record
+    per person."""
     previous_person = previous_person or {}
     # what clustering reads of each record (scoring reads the frames themselves): a night's records and a
     # million linked ones are not copied whole
@@ -375,7 +380,9 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     is_new = uids.isin(new["unique_id"]).to_numpy() if len(new) else np.zeros(n, dtype=bool)
     new_set = set(uids[is_new])
     edges = _edges(new, existing, records, rows, new_set, is_new, settings=settings, thresholds=thresholds,
-                   accepted=accepted, backend=backend)
+                   accepted=accepted, backend=backend, every_scored_pair=rescore is not None)
+    if rescore is not None:
+        edges = rescore(edges)
     levels = levels_by_weight(settings)
 
     order = edges["kind"].map({"manual": 0, "deterministic": 1, "probabilistic": 2})

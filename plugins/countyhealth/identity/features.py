@@ -88,6 +88,8 @@ def _keyed_hashes(values: np.ndarray, purpose: str) -> np.ndarray:
 def _household(township, village, house_number) -> str | None:
     if township.__class__ is str and village.__class__ is str and house_number.__class__ is str:
         return f"{township}|{village}|{house_number}"  # the usual case, without building a list
+    if not isinstance(township, str) and not isinstance(village, str):
+        return None  # a house number alone (12 Smith Street's 12) is no household
     return "|".join(p for p in (township, village, house_number) if isinstance(p, str)) or None
 
 

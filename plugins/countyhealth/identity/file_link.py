@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from countyhealth.identity import engine, features, load_config, model
+from countyhealth.identity import engine, features, load_config, model, one_to_one
+from countyhealth.standardise.person import is_latin
 
 COLUMNS = ["record_id", "source", "name", "sex", "birth_date", "id_number", "phone", "address"]
 
@@ -75,33 +76,65 @@ def _iso_date(value):
 
 
 MIN_RECORDS_TO_FIT = 2000
+MODEL_CHOICES = ("auto", "reviewed", "fit")
+
+
+def looks_like_the_county(feats: pd.DataFrame) -> bool:
+    """Most names in Chinese characters, and most identifiers valid resident IDs (where the file has them): the
+    records the reviewed model's parameters were estimated on. Latin-letter names and other numbers (another
+    country's file, a test set) are not — how often strangers share a birth date or a surname there is unknown
+    to the reviewed model."""
+    def share(col: str, test) -> float | None:
+        values = feats[col].dropna()
+        return float(test(values).mean()) if len(values) else None
+
+    chinese_names = share("name_std", lambda v: ~v.map(is_latin).astype(bool))
+    resident_ids = share("id18", lambda v: feats.loc[v.index, "id_valid"].eq(True))
+    return all(s is None or s >= 0.5 for s in (chinese_names, resident_ids))
+
+
+def choose_settings(feats: pd.DataFrame, choice: str = "auto", *, where: str = "input") -> tuple[dict, str]:
+    """The model's parameters for this file, and which: ``reviewed`` (identity/model.json), ``fit`` (EM on the file
+    itself, the pipeline's own recipe: u by random sampling, m by EM), or ``auto`` — fitted when the file does not
+    look like the county's records and is large enough for EM, the reviewed model otherwise."""
+    if choice not in MODEL_CHOICES:
+        raise LinkInputError(f"model {choice!r} unknown: use one of {', '.join(MODEL_CHOICES)}")
+    if choice == "auto":
+        choice = "fit" if len(feats) >= MIN_RECORDS_TO_FIT and not looks_like_the_county(feats) else "reviewed"
+    if choice == "reviewed":
+        return model.load_settings(), "reviewed"
+    if len(feats) < MIN_RECORDS_TO_FIT:
+        raise LinkInputError(f"{where}: {len(feats):,} records are too few to fit the model (EM needs at least "
+                             f"{MIN_RECORDS_TO_FIT:,}) — link with --model reviewed")
+    return model.train(feats, max_pairs=min(3e6, len(feats) * 100.0)), "fit"
 
 
 def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = "input",
-               fit_to_input: bool = False) -> pd.DataFrame:
+               model_choice: str = "auto") -> pd.DataFrame:
     """``record_id, person_id, link, match_probability`` for every row of ``frame`` (input columns).
 
-    ``fit_to_input`` re-estimates the model's parameters on the file itself (u by random sampling, m by EM,
-    the pipeline's own recipe) instead of using the reviewed model — for data unlike the county's, where how
-    often strangers share a birth date or an address differs."""
+    ``model_choice``: see :func:`choose_settings`. Sources in which no two records link (each holds a person once)
+    are linked to each other under the one-to-one prior of :mod:`.one_to_one`."""
     rows = to_person_rows(frame, where=where)
     if rows.empty:
         return pd.DataFrame(columns=["record_id", "person_id", "link", "match_probability"])
+    source_of = pd.Series(rows["source_id"].to_numpy(), index="file|" + rows["source_record_id"])
     # record ids are unique in the file, so they alone key the records (two sources may reuse an id scheme)
     rows["source_id"] = "file"
     feats = features.build(rows)
     cfg = load_config()
-    if fit_to_input:
-        if len(feats) < MIN_RECORDS_TO_FIT:
-            raise LinkInputError(f"{where}: {len(feats):,} records are too few to fit the model (EM needs at least "
-                                 f"{MIN_RECORDS_TO_FIT:,}) — link without --fit-to-input")
-        settings = model.train(feats, max_pairs=min(3e6, len(feats) * 100.0))
-    else:
-        settings = model.load_settings()
+    settings, _ = choose_settings(feats, model_choice, where=where)
+    prior = settings["probability_two_random_records_match"]
+
+    def rescore(edges: pd.DataFrame) -> pd.DataFrame:
+        exclusive = one_to_one.sources_one_per_person(edges, source_of, review=cfg.review)
+        return one_to_one.rescore(edges, source_of, exclusive, prior=prior) if len(exclusive) >= 2 else edges
+
     seq = itertools.count(1)
     result = engine.link(feats, None, {}, settings=settings,
                          thresholds=engine.Thresholds(cfg.auto_link, cfg.review),
-                         mint=lambda: f"P{next(seq):010d}", backend=backend or cfg.backend)
+                         mint=lambda: f"P{next(seq):010d}", backend=backend or cfg.backend,
+                         rescore=rescore if source_of.nunique() >= 2 else None)
     keys = feats["unique_id"]
     kinds = [result.link_kind.get(k, ("new", None)) for k in keys]
     return pd.DataFrame({"record_id": rows["source_record_id"].to_numpy(),
@@ -110,9 +143,9 @@ def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = 
                          "match_probability": [None if k[1] is None else round(float(k[1]), 6) for k in kinds]})
 
 
-def link_csv(input_path: Path, output_path: Path, *, backend: str | None = None, fit_to_input: bool = False) -> dict:
+def link_csv(input_path: Path, output_path: Path, *, backend: str | None = None, model_choice: str = "auto") -> dict:
     frame = read_input(input_path)
-    out = link_frame(frame, backend=backend, where=input_path.name, fit_to_input=fit_to_input)
+    out = link_frame(frame, backend=backend, where=input_path.name, model_choice=model_choice)
     tmp = output_path.with_name(f".{output_path.name}.tmp")
     out.to_csv(tmp, index=False, encoding="utf-8")
     tmp.replace(output_path)

@@ -8,7 +8,7 @@ in another's chart; a missed link only costs a repeated test).
 - **twins**: same birth date, same household (address or phone), different given names;
 - **different generation**: birth years 12+ years apart (an infant filed under a parent's details) — unless the
   two birth dates are one keystroke apart (1985 typed 1958 is a typo, not a parent) or the two carry the same
-  ID number (not a placeholder);
+  ID number (not a placeholder), or the same number of another scheme typed one keystroke wrong;
 - **siblings**: one household (address or phone), both born 1970 or later (their dates come from certificates,
   not lunar memory), birth dates 270+ days apart and not one keystroke or a month/day swap apart — two children
   of one mother, however alike their names sound (林宇 / 林玉);
@@ -49,6 +49,14 @@ def _same_identifier(a: str | None, b: str | None) -> bool:
     long as it is not a placeholder (features drop those; checked again here, the guards being the last word):
     a father and a son do not share one."""
     return bool(a) and a == b and not std.is_placeholder(a)
+
+
+def _identifier_typed_wrong(a: str | None, b: str | None) -> bool:
+    """Two numbers of another scheme (not an 18-digit resident ID) one keystroke apart: the same number typed
+    wrong. Not for resident IDs: two valid ones are never a keystroke apart (the check character catches it),
+    and an invalid one may be a guardian's ID mistyped, whose own birth date could not be checked upstream."""
+    return (bool(a) and bool(b) and len(a) != 18 and len(b) != 18 and not std.is_placeholder(a)
+            and not std.is_placeholder(b) and _one_keystroke(a, b))
 
 
 # two children of one mother are born at least this far apart (twins, the same day, have their own rule); a
@@ -93,7 +101,8 @@ def reason_to_keep_apart(a: dict, b: dict) -> str | None:
     ya, yb = a.get("birth_year"), b.get("birth_year")
     same_id = _same_identifier(a.get("id18"), b.get("id18"))
     if (ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id
-            and not _one_keystroke(a["birth_date"], b["birth_date"])):
+            and not _one_keystroke(a["birth_date"], b["birth_date"])
+            and not _identifier_typed_wrong(a.get("id18"), b.get("id18"))):
         return "born a generation apart"
     if (_household(a, b) and ya and yb and ya >= "1970" and yb >= "1970" and not same_id
             and _days_apart(a.get("birth_date"), b.get("birth_date")) > SIBLINGS_DAYS_APART

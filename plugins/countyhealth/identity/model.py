@@ -12,7 +12,11 @@ Comparisons (each a Splink comparison with its own levels; SQL runs in Splink's 
   (the first 14 characters);
 - phone, health-record number (17 digits, the public-health system's key), sex: exact;
 - address: same household (township, village, house number) · same village · same township · same text · text
-  Jaro-Winkler ≥ 0.9 (addresses that name no township, or are not Chinese).
+  Jaro-Winkler ≥ 0.9 · most words shared (the last three for addresses that name no township, or are not
+  Chinese).
+
+Training (:func:`train`) is Splink's recipe — λ from deterministic rules, u from random pairs, m by EM — with u
+then cleared of the matches among the random pairs (:func:`u_without_matches`).
 
 Blocking rules were chosen by counting candidate pairs (`countyhealth identity blocking`, bench/bench_identity.py)
 and the true pairs each adds: surname alone explodes (陈 and 林 are a quarter of the county), so every rule pairs a
@@ -43,9 +47,14 @@ BLOCKING_RULES = [
     "l.given_pinyin = r.given_pinyin AND l.birth_date = r.birth_date",
     "l.phone = r.phone AND l.birth_year = r.birth_year",
     "l.name_pinyin = r.name_pinyin AND l.phone = r.phone",
+    # the house number with the birth date or the name: a name typed beyond recognition, or written family name
+    # first, and an ID with a wrong digit, still leave the house and the birthday
+    "l.birth_date = r.birth_date AND l.house_number = r.house_number",
+    "l.name_pinyin = r.name_pinyin AND l.house_number = r.house_number",
     # addresses in words (empty for Chinese addresses, so free there)
     "l.name_pinyin = r.name_pinyin AND l.address_tail = r.address_tail",
     "l.address_head = r.address_head AND l.address_tail = r.address_tail",
+    "l.birth_date = r.birth_date AND l.address_tail = r.address_tail",
 ]
 
 
@@ -63,6 +72,16 @@ def one_keystroke(col: str) -> str:
     diff = _differing_characters(col)
     return (f"CASE WHEN {diff} = 1 THEN true WHEN {diff} = 2 THEN damerau_levenshtein({col}_l, {col}_r) = 1 "
             f"WHEN abs(length({col}_l) - length({col}_r)) = 1 THEN levenshtein({col}_l, {col}_r) = 1 ELSE false END")
+
+
+def _words(side: str) -> str:
+    return f"list_distinct(str_split({{col}}_{side}, ' '))"
+
+
+# written in functions sqlglot carries over to Spark (array_intersect, array_length → SIZE, ARRAY_INTERSECT)
+_SHARED = f"array_length(array_intersect({_words('l')}, {_words('r')}))"
+MOST_WORDS_SHARED = (f"{_SHARED} >= 3 AND 3 * {_SHARED} >= "
+                     f"2 * least(array_length({_words('l')}), array_length({_words('r')}))")
 
 
 def _levels():
@@ -134,6 +153,9 @@ def comparisons() -> list:
             # addresses that name no township (or are not Chinese): the text itself
             cll.ExactMatchLevel("address_text"),
             cll.JaroWinklerLevel("address_text", 0.9),
+            # words in another order, one dropped or one mistyped (Chinese addresses have no spaces: never here)
+            cll.CustomLevel(MOST_WORDS_SHARED.format(col="address_text"),
+                            label_for_charts="most words shared (3+, two-thirds of the shorter)"),
             cll.ElseLevel(),
         ],
     )
@@ -161,13 +183,36 @@ def train(frame, *, max_pairs: float = 3e6, seed: int = 42) -> dict:
     linker = Linker(db.register(frame, dataset_display_name="person_records"), settings_creator())
     linker.training.estimate_probability_two_random_records_match(
         ["l.id18 = r.id18", "l.health_record_number = r.health_record_number"], recall=0.75)
-    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    # every chunk sampled (no early stop): u_without_matches needs the number of pairs behind each u
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed, min_count_per_level=None)
     # EM blocked on the ID first: pairs sharing an ID are nearly all matches, which anchors the m of names,
     # birth dates, phones and addresses; then on name + birth date, which anchors the ID's own levels.
     # (Blocking EM on name alone lets households — shared phone and address — pass for matches.)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("id18"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_pinyin", "birth_date"))
-    return floor_probabilities(linker.misc.save_model_to_json())
+    return floor_probabilities(u_without_matches(linker.misc.save_model_to_json(), max_pairs))
+
+
+def u_without_matches(settings: dict, sampled_pairs: float) -> dict:
+    """u as the share of *non-matching* pairs at each level. Splink takes u from random pairs as if none matched;
+    a fraction λ of them do, so a level strangers almost never reach (the same ID) gets u ≈ λ·m — its weight
+    capped by the file's duplication rate rather than by how rare the value is (10,000 records with one
+    duplicate each: the same 7-digit number weighed like the same birth date). Random pairs are the mixture
+    λ·m + (1 − λ)·u, so u = (observed − λ·m) / (1 − λ) once EM has m; a level the sample cannot tell from its
+    matches keeps what sampling noise allows: the standard error of its count (√k of k pairs, at least one)."""
+    lam = settings.get("probability_two_random_records_match") or 0.0
+    n = max(sampled_pairs, 1.0)
+    for comp in settings.get("comparisons", []):
+        levels = [lvl for lvl in comp["comparison_levels"]
+                  if not lvl.get("is_null_level") and lvl.get("u_probability") is not None]
+        for lvl in levels:
+            observed, m = lvl["u_probability"], lvl.get("m_probability") or 0.0
+            noise = max(1.0, (observed * n) ** 0.5) / n
+            lvl["u_probability"] = max((observed - lam * m) / (1.0 - lam), min(noise, observed))
+        total = sum(lvl["u_probability"] for lvl in levels)
+        for lvl in levels:
+            lvl["u_probability"] /= total
+    return settings
 
 
 M_FLOOR = 0.002  # no level may veto a match outright: people move, change phones, get typed wrong

@@ -15,14 +15,15 @@ from countyhealth.identity import features
 RECORD_COLUMNS = ["source_id", "source_record_id", "person_id", "batch_id", "name_std", "name_pinyin", "name_fuzzy",
                   "surname_pinyin", "given_pinyin", "sex", "birth_date", "birth_year", "id_hash",
                   "id_valid", "id_foreign", "phone_hash", "health_record_number", "household_key",
-                  "address_head", "address_tail", "link_kind", "match_probability", "linked_at", "run_id"]
+                  "house_number", "address_head", "address_tail", "link_kind", "match_probability", "linked_at", "run_id"]
 PERSON_COLUMNS = [f.name for f in model.fields("person")]
 
 # blocking keys that can be matched in SQL against stored (hashed) features, mirroring model.BLOCKING_RULES
 _CANDIDATE_KEYS = [
     ("id_hash",), ("health_record_number",), ("birth_date", "surname_pinyin"), ("name_pinyin", "birth_year"),
     ("name_fuzzy", "birth_year"), ("given_pinyin", "birth_date"), ("phone_hash", "birth_year"),
-    ("name_pinyin", "phone_hash"), ("name_pinyin", "address_tail"), ("address_head", "address_tail"),
+    ("name_pinyin", "phone_hash"), ("birth_date", "house_number"), ("name_pinyin", "house_number"),
+    ("name_pinyin", "address_tail"), ("address_head", "address_tail"), ("birth_date", "address_tail"),
 ]
 
 
@@ -49,7 +50,7 @@ def candidates(conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys (id_hash VARCHAR, "
                          "health_record_number VARCHAR, birth_date VARCHAR, surname_pinyin VARCHAR, name_pinyin VARCHAR, "
                          "birth_year VARCHAR, name_fuzzy VARCHAR, given_pinyin VARCHAR, "
-                         "phone_hash VARCHAR, address_head VARCHAR, address_tail VARCHAR)"))
+                         "phone_hash VARCHAR, house_number VARCHAR, address_head VARCHAR, address_tail VARCHAR)"))
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     records = keys.astype(object).where(keys.notna(), None).to_dict("records")
     if records:

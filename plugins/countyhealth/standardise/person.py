@@ -240,6 +240,7 @@ _ADMIN_PREFIX = re.compile(r"^(?:[^省市镇乡村]{2,8}(?:省|自治区))?(?:[^
 _TOWNSHIP = re.compile(r"([^镇乡]{1,8}?(?:镇|乡|街道))")
 _VILLAGE = re.compile(r"([^村区会]{1,8}?(?:村|社区|居委会))")
 _HOUSE = re.compile(r"(\d+)\s*号")
+_LATIN_HOUSE = re.compile(r"(\d+)[a-z]?\b")  # 12 smith street, 12a smith street
 
 
 @dataclass(frozen=True)
@@ -254,9 +255,10 @@ def standardise_address(raw: str | None) -> StdAddress:
     if not raw:
         return StdAddress(None, None, None, None)
     text = str(raw).translate(_FULLWIDTH)
-    if is_latin(text):  # not a Chinese address: its words are kept, lower-cased
+    if is_latin(text):  # not a Chinese address: its words are kept, lower-cased; a leading number is the house's
         text = " ".join(text.lower().split())
-        return StdAddress(text or None, None, None, None)
+        number = _LATIN_HOUSE.match(text)
+        return StdAddress(text or None, None, None, number.group(1) if number else None)
     text = _simplified(_SPACES.sub("", text))
     rest = _ADMIN_PREFIX.sub("", text, count=1) or text
     township = _TOWNSHIP.search(rest)

@@ -1,0 +1,4 @@
+-- 0008: the house number as a blocking key, with the birth date or the name (identity.model.BLOCKING_RULES): a
+-- name typed beyond recognition or written family name first, with an ID one digit off, still keeps the house
+-- and the birthday. The incremental run finds candidates by it as by the other keys.
+ALTER TABLE identity_record ADD COLUMN house_number VARCHAR;
