@@ -55,6 +55,9 @@ BLOCKING_RULES = [
     "l.name_pinyin = r.name_pinyin AND l.address_tail = r.address_tail",
     "l.address_head = r.address_head AND l.address_tail = r.address_tail",
     "l.birth_date = r.birth_date AND l.address_tail = r.address_tail",
+    # family name or given name with the postcode: the textbook blocks for names in Latin letters
+    "l.surname_pinyin = r.surname_pinyin AND l.address_tail = r.address_tail",
+    "l.given_pinyin = r.given_pinyin AND l.address_tail = r.address_tail",
 ]
 
 

@@ -24,6 +24,7 @@ _CANDIDATE_KEYS = [
     ("name_fuzzy", "birth_year"), ("given_pinyin", "birth_date"), ("phone_hash", "birth_year"),
     ("name_pinyin", "phone_hash"), ("birth_date", "house_number"), ("name_pinyin", "house_number"),
     ("name_pinyin", "address_tail"), ("address_head", "address_tail"), ("birth_date", "address_tail"),
+    ("surname_pinyin", "address_tail"), ("given_pinyin", "address_tail"),
 ]
 
 
