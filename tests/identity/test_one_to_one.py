@@ -42,11 +42,12 @@ def test_two_candidates_compete_and_pairs_within_a_source_or_certain_stay():
     source_of = _register(n, n)
     strong = [(f"a{i}", f"b{i}", 0.9999) for i in range(990)]
     rivals = [("a990", "b990", 0.9), ("a990", "b991", 0.9)]  # b990 or b991: at most one of them
-    pairs = _pairs(strong + rivals + [("a991", "a992", 0.9), ("a993", "b993", 1.0)])
+    pairs = _pairs(strong + rivals + [("a991", "a992", 0.9), ("a993", "b993", 1.0), ("a993", "b994", 0.9)])
     out = one_to_one.rescore(pairs, source_of, {"A", "B"}, prior=PRIOR).set_index(["unique_id_l", "unique_id_r"])
     p = out["match_probability"]
     assert p[("a990", "b990")] == pytest.approx(p[("a990", "b991")]) and p[("a990", "b990")] < 0.5
     assert p[("a991", "a992")] == 0.9 and p[("a993", "b993")] == 1.0
+    assert p[("a993", "b994")] < 0.5  # a993 already has its match (b993, deterministic): b994 is not it too
 
 
 def test_registers_that_barely_overlap_keep_the_prior_low():

@@ -66,20 +66,21 @@ def _posteriors(ids: tuple[np.ndarray, np.ndarray], sources: tuple[np.ndarray, n
 
 def rescore(pairs: pd.DataFrame, source_of: pd.Series, one_per_person: set[str], *, prior: float) -> pd.DataFrame:
     """``pairs`` with ``match_probability`` re-estimated for pairs across two one-record-per-person sources (see
-    the module's text); ``prior`` is the model's λ. Pairs at 1.0 (deterministic, accepted) and all others stay."""
+    the module's text); ``prior`` is the model's λ. Pairs at 1.0 (deterministic, accepted) keep it, and compete
+    with the others; pairs within a source, or with a source that has duplicates, stay as scored."""
     pairs = pairs.copy()
     src_l = source_of.reindex(pairs["unique_id_l"]).to_numpy()
     src_r = source_of.reindex(pairs["unique_id_r"]).to_numpy()
     p = pairs["match_probability"].to_numpy(dtype=float)
-    across = (src_l != src_r) & np.isin(src_l, list(one_per_person)) & np.isin(src_r, list(one_per_person)) & (p < 1.0)
-    if not across.any():
+    across = (src_l != src_r) & np.isin(src_l, list(one_per_person)) & np.isin(src_r, list(one_per_person))
+    if not (across & (p < 1.0)).any():
         return pairs
     sizes = source_of.value_counts().to_dict()
     q = np.clip(p[across], _EPS, 1.0 - 1e-12)
     bf = (q / (1.0 - q)) / (prior / (1.0 - prior))
     ids = (pairs["unique_id_l"].to_numpy()[across], pairs["unique_id_r"].to_numpy()[across])
-    both = _posteriors(ids, (src_l[across], src_r[across]), bf, sizes)
+    posterior = _posteriors(ids, (src_l[across], src_r[across]), bf, sizes)
     p = p.copy()
-    p[across] = both
+    p[across] = np.where(p[across] < 1.0, posterior, p[across])
     pairs["match_probability"] = p
     return pairs
