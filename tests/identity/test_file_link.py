@@ -40,7 +40,7 @@ def test_records_of_one_resident_join_and_others_stay_apart(tmp_path):
     assert person["h1"] == person["p1"] == person["c1"]
     assert len({person["t1"], person["t2"], person["d1"], person["d2"], person["e1"], person["h1"]}) == 6
     assert rows["e1"]["link"] == "new" and rows["p1"]["link"] in ("deterministic", "probabilistic")
-    assert "8 records → 6 persons" in result.output
+    assert "8 records → 6 persons" in result.output and "the reviewed model" in result.output
 
 
 def test_missing_columns_other_name_styles_and_unknown_columns_are_fine(tmp_path):

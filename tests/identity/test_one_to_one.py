@@ -19,9 +19,9 @@ def _register(n_a: int, n_b: int) -> pd.Series:
     return pd.Series(["A"] * n_a + ["B"] * n_b, index=[f"a{i}" for i in range(n_a)] + [f"b{i}" for i in range(n_b)])
 
 
-def test_a_source_with_a_pair_in_the_review_band_within_it_is_not_one_record_per_person():
-    source_of = _register(3, 3)
-    pairs = _pairs([("a0", "b0", 0.9999), ("a1", "a2", 0.7), ("b1", "b2", 0.3)])
+def test_a_source_with_a_pair_in_the_review_band_within_it_or_a_handful_of_records_is_not_one_per_person():
+    source_of = pd.concat([_register(200, 200), pd.Series(["C"] * 3, index=["c0", "c1", "c2"])])
+    pairs = _pairs([("a0", "b0", 0.9999), ("a1", "a2", 0.7), ("b1", "b2", 0.3), ("c0", "b3", 0.9)])
     assert one_to_one.sources_one_per_person(pairs, source_of, review=0.5) == {"B"}
 
 

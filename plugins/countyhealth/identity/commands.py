@@ -211,6 +211,8 @@ def link_file(input_csv, output, backend, model_choice) -> None:
     except LinkInputError as exc:
         raise click.ClickException(str(exc)) from None
     note = f" (ignored columns: {', '.join(out['ignored_columns'])})" if out["ignored_columns"] else ""
+    model_used = {"fit": "parameters fitted to this file", "reviewed": "the reviewed model"}.get(out["model"], "")
+    note += f" — {model_used}" if model_used else ""
     click.echo(f"{out['records']:,} records → {out['persons']:,} persons: {output}{note}")
 
 

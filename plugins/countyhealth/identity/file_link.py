@@ -7,7 +7,9 @@ id_number,phone,address`` (any but ``record_id`` may be empty, or missing altoge
 deterministic, probabilistic, manual or new) and ``match_probability`` (its best score to its person).
 
 It runs the pipeline's own standardisation (:mod:`.features`), model, thresholds and guards
-(:func:`.engine.link`): only where records come from differs.
+(:func:`.engine.link`): only where records come from differs — and, for files unlike the county's, the model's
+parameters (:func:`choose_settings`), and between sources that hold each person once, the one-to-one prior
+(:mod:`.one_to_one`).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = 
     rows["source_id"] = "file"
     feats = features.build(rows)
     cfg = load_config()
-    settings, _ = choose_settings(feats, model_choice, where=where)
+    settings, chosen = choose_settings(feats, model_choice, where=where)
     prior = settings["probability_two_random_records_match"]
 
     def rescore(edges: pd.DataFrame) -> pd.DataFrame:
@@ -137,10 +139,12 @@ def link_frame(frame: pd.DataFrame, *, backend: str | None = None, where: str = 
                          rescore=rescore if source_of.nunique() >= 2 else None)
     keys = feats["unique_id"]
     kinds = [result.link_kind.get(k, ("new", None)) for k in keys]
-    return pd.DataFrame({"record_id": rows["source_record_id"].to_numpy(),
-                         "person_id": [result.person_of[k] for k in keys],
-                         "link": [k[0] for k in kinds],
-                         "match_probability": [None if k[1] is None else round(float(k[1]), 6) for k in kinds]})
+    out = pd.DataFrame({"record_id": rows["source_record_id"].to_numpy(),
+                        "person_id": [result.person_of[k] for k in keys],
+                        "link": [k[0] for k in kinds],
+                        "match_probability": [None if k[1] is None else round(float(k[1]), 6) for k in kinds]})
+    out.attrs["model"] = chosen
+    return out
 
 
 def link_csv(input_path: Path, output_path: Path, *, backend: str | None = None, model_choice: str = "auto") -> dict:
@@ -150,4 +154,5 @@ def link_csv(input_path: Path, output_path: Path, *, backend: str | None = None,
     out.to_csv(tmp, index=False, encoding="utf-8")
     tmp.replace(output_path)
     return {"records": len(out), "persons": int(out["person_id"].nunique()) if len(out) else 0,
+            "model": out.attrs.get("model"),
             "ignored_columns": sorted(set(frame.columns) - set(COLUMNS))}

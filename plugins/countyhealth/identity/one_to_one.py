@@ -12,8 +12,9 @@ So for a pair (i, j) of two such sources: each record's candidates share the cha
 estimated by EM over the records (the mean of their chance to have a match), and the pair keeps the lower of
 its two directions: a link both records agree on.
 
-A source counts as one record per person when none of its pairs reaches the review threshold within it; a
-source with duplicates (most HIS patient lists) keeps the plain model, and so does every pair within a source.
+A source counts as one record per person when none of its pairs reaches the review threshold within it and it
+holds enough records to estimate π from (:data:`MIN_RECORDS`); a source with duplicates (most HIS patient lists),
+a handful of records, and every pair within a source keep the plain model.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import numpy as np
 import pandas as pd
 
 _EPS = 1e-15
+# below this, π rests on a few records: two sources of three would each give their candidates prior odds near 1
+MIN_RECORDS = 100
 
 
 def sources_one_per_person(pairs: pd.DataFrame, source_of: pd.Series, *, review: float) -> set[str]:
-    """Sources none of whose scored pairs within themselves reaches ``review``. ``pairs`` hold ``unique_id_l``,
-    ``unique_id_r``, ``match_probability``; ``source_of`` maps unique id → source."""
-    sources = set(source_of.unique())
+    """Sources of :data:`MIN_RECORDS` or more none of whose scored pairs within themselves reaches ``review``.
+    ``pairs`` hold ``unique_id_l``, ``unique_id_r``, ``match_probability``; ``source_of`` maps unique id → source."""
+    sizes = source_of.value_counts()
+    sources = set(sizes.index[sizes.to_numpy() >= MIN_RECORDS])
     left, right = source_of.reindex(pairs["unique_id_l"]).to_numpy(), source_of.reindex(pairs["unique_id_r"]).to_numpy()
     within = (left == right) & (pairs["match_probability"].to_numpy(dtype=float) >= review)
     return sources - set(left[within])
