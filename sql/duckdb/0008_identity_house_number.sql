@@ -2,3 +2,5 @@
 -- name typed beyond recognition or written family name first, with an ID one digit off, still keeps the house
 -- and the birthday. The incremental run finds candidates by it as by the other keys.
 ALTER TABLE identity_record ADD COLUMN house_number VARCHAR;
+-- the name's words in any order: with a place key, a block for names written family name first
+ALTER TABLE identity_record ADD COLUMN name_words VARCHAR;

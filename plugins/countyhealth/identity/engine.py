@@ -118,6 +118,13 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
         raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
     # weights per comparison instead of the compared values: far less to carry back (see levels_by_weight)
     settings = {**settings, "retain_matching_columns": False, "retain_intermediate_calculation_columns": True}
+    # a rule on a key no new record carries pairs nobody (every pair holds a new record): a county's records leave
+    # the Latin-address keys empty, and each rule is a join over every record
+    rules = [r for r in settings["blocking_rules_to_generate_predictions"]
+             if all(c not in new or new[c].notna().any() for c in model.rule_columns(_rule_text(r)))]
+    if not rules:
+        return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
+    settings["blocking_rules_to_generate_predictions"] = rules
     run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
     new_df = db.register(new, dataset_display_name=f"new_records_{run}")
     linker = Linker(new_df, settings)
@@ -130,6 +137,10 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     pairs = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
         pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     return pairs
+
+
+def _rule_text(rule) -> str:
+    return rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
 
 
 def _spark_api():

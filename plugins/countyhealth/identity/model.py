@@ -21,9 +21,10 @@ then cleared of the matches among the random pairs (:func:`u_without_matches`).
 Blocking rules were chosen by counting candidate pairs (`countyhealth identity blocking`, bench/bench_identity.py)
 and the true pairs each adds: surname alone explodes (陈 and 林 are a quarter of the county), so every rule pairs a
 strong key with a second one. A rule on the ID's first 14 characters (region and birth date) was dropped: at 1M
-records it made 11.6M of 18.2M pairs — 64% of scoring — for 4 true pairs no other rule found. Two rules key on
-addresses written in words (number + street, postcode + region); Chinese addresses leave those keys empty, so
-they cost the county nothing.
+records it made 11.6M of 18.2M pairs — 64% of scoring — for 4 true pairs no other rule found. The house number
+pairs with the birth date and with the name. Nine rules key on addresses written in words (each key of the person
+with number + street, and with postcode + region); Chinese addresses leave those keys empty, and a rule whose keys
+no record carries is not run (``engine.score``), so they cost the county nothing.
 
 The trained parameters (m and u probabilities, λ) are ``identity/model.json``: reviewed, versioned in git,
 re-estimated by ``countyhealth identity retrain`` (EM on the warehouse's own records).
@@ -32,6 +33,7 @@ re-estimated by ``countyhealth identity retrain`` (EM on the warehouse's own rec
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 MODEL_PATH = Path(__file__).with_name("model.json")
@@ -51,14 +53,19 @@ BLOCKING_RULES = [
     # first, and an ID with a wrong digit, still leave the house and the birthday
     "l.birth_date = r.birth_date AND l.house_number = r.house_number",
     "l.name_pinyin = r.name_pinyin AND l.house_number = r.house_number",
-    # addresses in words (empty for Chinese addresses, so free there)
-    "l.name_pinyin = r.name_pinyin AND l.address_tail = r.address_tail",
+    # addresses in words (Chinese addresses leave these keys empty): each key of the person — the name in any
+    # word order, the family name, the given name, the birth date — with each key of the place — number and
+    # street (address_head), postcode and region (address_tail); and the place alone, both keys
+    *[f"l.{person} = r.{person} AND l.{place} = r.{place}"
+      for place in ("address_tail", "address_head")
+      for person in ("name_words", "surname_pinyin", "given_pinyin", "birth_date")],
     "l.address_head = r.address_head AND l.address_tail = r.address_tail",
-    "l.birth_date = r.birth_date AND l.address_tail = r.address_tail",
-    # family name or given name with the postcode: the textbook blocks for names in Latin letters
-    "l.surname_pinyin = r.surname_pinyin AND l.address_tail = r.address_tail",
-    "l.given_pinyin = r.given_pinyin AND l.address_tail = r.address_tail",
 ]
+
+
+def rule_columns(rule: str) -> set[str]:
+    """The feature columns a blocking rule joins on (``l.X``, ``l."X"``, or Spark's ``l.`X```)."""
+    return set(re.findall(r'\bl\.[`"]?(\w+)[`"]?', rule))
 
 
 def _differing_characters(col: str) -> str:

@@ -11,21 +11,18 @@ import sqlalchemy as sa
 
 from countyhealth import model
 from countyhealth.identity import features
+from countyhealth.identity import model as identity_model
 
 RECORD_COLUMNS = ["source_id", "source_record_id", "person_id", "batch_id", "name_std", "name_pinyin", "name_fuzzy",
-                  "surname_pinyin", "given_pinyin", "sex", "birth_date", "birth_year", "id_hash",
+                  "surname_pinyin", "given_pinyin", "name_words", "sex", "birth_date", "birth_year", "id_hash",
                   "id_valid", "id_foreign", "phone_hash", "health_record_number", "household_key",
                   "house_number", "address_head", "address_tail", "link_kind", "match_probability", "linked_at", "run_id"]
 PERSON_COLUMNS = [f.name for f in model.fields("person")]
 
-# blocking keys that can be matched in SQL against stored (hashed) features, mirroring model.BLOCKING_RULES
-_CANDIDATE_KEYS = [
-    ("id_hash",), ("health_record_number",), ("birth_date", "surname_pinyin"), ("name_pinyin", "birth_year"),
-    ("name_fuzzy", "birth_year"), ("given_pinyin", "birth_date"), ("phone_hash", "birth_year"),
-    ("name_pinyin", "phone_hash"), ("birth_date", "house_number"), ("name_pinyin", "house_number"),
-    ("name_pinyin", "address_tail"), ("address_head", "address_tail"), ("birth_date", "address_tail"),
-    ("surname_pinyin", "address_tail"), ("given_pinyin", "address_tail"),
-]
+# the blocking rules' keys as stored: ID numbers and phones only as keyed hashes (one home: model.BLOCKING_RULES)
+_STORED_AS = {"id18": "id_hash", "phone": "phone_hash"}
+_CANDIDATE_KEYS = [tuple(sorted(_STORED_AS.get(c, c) for c in identity_model.rule_columns(rule)))
+                   for rule in identity_model.BLOCKING_RULES]
 
 
 def _frame(conn, sql: str, params: dict | None = None) -> pd.DataFrame:
@@ -47,11 +44,14 @@ def candidates(conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
     to (the guards judge whole persons), as person rows ready for feature building."""
     if not len(new):
         return pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
-    keys = new[sorted({c for k in _CANDIDATE_KEYS for c in k})].drop_duplicates()
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys (id_hash VARCHAR, "
-                         "health_record_number VARCHAR, birth_date VARCHAR, surname_pinyin VARCHAR, name_pinyin VARCHAR, "
-                         "birth_year VARCHAR, name_fuzzy VARCHAR, given_pinyin VARCHAR, "
-                         "phone_hash VARCHAR, house_number VARCHAR, address_head VARCHAR, address_tail VARCHAR)"))
+    # only the keys a new record carries can find anyone (a county's records leave the Latin-address keys empty)
+    present = [k for k in _CANDIDATE_KEYS if all(new[c].notna().any() for c in k)]
+    if not present:
+        return pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
+    key_columns = sorted({c for k in _CANDIDATE_KEYS for c in k})
+    keys = new[sorted({c for k in present for c in k})].drop_duplicates()
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys ("
+                         + ", ".join(f"{c} VARCHAR" for c in key_columns) + ")"))
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     records = keys.astype(object).where(keys.notna(), None).to_dict("records")
     if records:
@@ -62,7 +62,7 @@ def candidates(conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
     # with every linked one (a night's 100k against 900k is 90 billion comparisons)
     persons = _frame(conn, " UNION ".join(
         "SELECT r.person_id FROM identity_record r JOIN _identity_keys k ON "
-        + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in _CANDIDATE_KEYS))
+        + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in present))
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     if not len(persons):
         return pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
