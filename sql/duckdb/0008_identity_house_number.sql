@@ -1,6 +1,6 @@
--- 0008: the house number as a blocking key, with the birth date or the name (identity.model.BLOCKING_RULES): a
--- name typed beyond recognition or written family name first, with an ID one digit off, still keeps the house
--- and the birthday. The incremental run finds candidates by it as by the other keys.
+-- 0008: the house number as a blocking key with the birth date, and the household with the name
+-- (identity.model.BLOCKING_RULES): an ID and a birth date mistyped still leave the house and the name. The
+-- incremental run finds candidates by them as by the other keys.
 ALTER TABLE identity_record ADD COLUMN house_number VARCHAR;
 -- the name's words in any order: with a place key, a block for names written family name first
 ALTER TABLE identity_record ADD COLUMN name_words VARCHAR;
