@@ -82,3 +82,30 @@ def test_component_clustering_gives_the_persons_edge_by_edge_clustering_gives(mo
     assert sorted((e.left, e.right, why) for e, why in fast.blocked) == \
         sorted((e.left, e.right, why) for e, why in slow.blocked)
     assert any(p in base.person_of.values() for p in fast.person_of.values())  # joined existing persons
+
+
+def test_rules_on_keys_no_record_carries_are_not_run_and_none_left_scores_nothing(monkeypatch):
+    """A county's records leave the Latin-address keys empty: those rules are skipped. Records that carry no
+    blocking key at all are not compared with every other record (Splink with no rule would)."""
+    import splink
+
+    rows = pd.DataFrame({"source_id": "s", "source_record_id": [str(i) for i in range(300)],
+                         "name": None, "sex_code": None, "birth_date": None, "id_number": None, "phone": None,
+                         "address": None})
+    settings = model.load_settings()
+    assert len(engine.score(features.build(rows), None, settings, min_probability=0.0)) == 0
+
+    seen = []
+
+    class Recording(splink.Linker):  # the real linker, noting which rules it was given
+        def __init__(self, table, settings, *a, **k):
+            seen.extend(r["blocking_rule"] for r in settings["blocking_rules_to_generate_predictions"])
+            super().__init__(table, settings, *a, **k)
+
+    monkeypatch.setattr(splink, "Linker", Recording)
+    chinese = features.build(pd.DataFrame({"source_id": "s", "source_record_id": ["a", "b"], "name": ["陈伟", "陈伟"],
+                                           "birth_date": ["1980-01-01", "1980-01-01"],
+                                           "address": ["樟城镇东门村12号", "樟城镇东门村12号"]}))
+    assert len(engine.score(chinese, None, settings, min_probability=0.0)) == 1
+    assert seen and not any("address_head" in r or "address_tail" in r for r in seen)
+    assert any("household_key" in r for r in seen)
