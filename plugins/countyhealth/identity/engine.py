@@ -16,6 +16,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -125,6 +126,10 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     if not rules:
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     settings["blocking_rules_to_generate_predictions"] = rules
+    # only the columns the model reads: a night registers 900k linked records with Splink, each column converted
+    keep = _scoring_columns(settings)
+    new = new[[c for c in new.columns if c in keep]]
+    existing = existing[[c for c in existing.columns if c in keep]] if existing is not None else None
     run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
     new_df = db.register(new, dataset_display_name=f"new_records_{run}")
     linker = Linker(new_df, settings)
@@ -137,6 +142,18 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     pairs = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
         pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     return pairs
+
+
+def _scoring_columns(settings: dict) -> set[str]:
+    """The feature columns Splink reads: the unique id, the blocking rules' keys, and every ``X_l``/``X_r`` the
+    comparison levels compare (any column missed would make Splink fail loudly, not score silently)."""
+    cols = {settings.get("unique_id_column_name", "unique_id")}
+    for rule in settings["blocking_rules_to_generate_predictions"]:
+        cols |= model.rule_columns(_rule_text(rule))
+    for comparison in settings["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            cols |= set(re.findall(r"(\w+)_[lr]\b", level["sql_condition"]))
+    return cols
 
 
 def _rule_text(rule) -> str:
