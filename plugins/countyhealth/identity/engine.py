@@ -122,7 +122,7 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     # a rule on a key no new record carries pairs nobody (every pair holds a new record): a county's records leave
     # the Latin-address keys empty, and each rule is a join over every record
     rules = [r for r in settings["blocking_rules_to_generate_predictions"]
-             if all(c not in new or new[c].notna().any() for c in model.rule_columns(_rule_text(r)))]
+             if all(c not in new or new[c].notna().any() for c in model.rule_columns(r["blocking_rule"]))]
     if not rules:
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     settings["blocking_rules_to_generate_predictions"] = rules
@@ -149,15 +149,11 @@ def _scoring_columns(settings: dict) -> set[str]:
     comparison levels compare (any column missed would make Splink fail loudly, not score silently)."""
     cols = {settings.get("unique_id_column_name", "unique_id")}
     for rule in settings["blocking_rules_to_generate_predictions"]:
-        cols |= model.rule_columns(_rule_text(rule))
+        cols |= model.rule_columns(rule["blocking_rule"])
     for comparison in settings["comparisons"]:
         for level in comparison["comparison_levels"]:
             cols |= set(re.findall(r"(\w+)_[lr]\b", level["sql_condition"]))
     return cols
-
-
-def _rule_text(rule) -> str:
-    return rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
 
 
 def _spark_api():

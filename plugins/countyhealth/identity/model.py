@@ -22,9 +22,9 @@ Blocking rules were chosen by counting candidate pairs (`countyhealth identity b
 and the true pairs each adds: surname alone explodes (陈 and 林 are a quarter of the county), so every rule pairs a
 strong key with a second one. A rule on the ID's first 14 characters (region and birth date) was dropped: at 1M
 records it made 11.6M of 18.2M pairs — 64% of scoring — for 4 true pairs no other rule found. The house number
-pairs with the birth date, the household with the name. Nine rules key on addresses written in words (each key of the person
-with number + street, and with postcode + region); Chinese addresses leave those keys empty, and a rule whose keys
-no record carries is not run (``engine.score``), so they cost the county nothing.
+pairs with the birth date, the household with the name. Nine rules key on addresses written in words (each key
+of the person with number + street, and with postcode + region); Chinese addresses leave those keys empty, and a
+rule whose keys no record carries is not run (``engine.score``), so they cost the county nothing.
 
 The trained parameters (m and u probabilities, λ) are ``identity/model.json``: reviewed, versioned in git,
 re-estimated by ``countyhealth identity retrain`` (EM on the warehouse's own records).
@@ -89,7 +89,7 @@ def _words(side: str) -> str:
     return f"list_distinct(str_split({{col}}_{side}, ' '))"
 
 
-# written in functions sqlglot carries over to Spark (array_intersect, array_length → SIZE, ARRAY_INTERSECT)
+# written in functions sqlglot carries over to Spark (array_intersect, array_length → SIZE, str_split → SPLIT)
 _SHARED = f"array_length(array_intersect({_words('l')}, {_words('r')}))"
 MOST_WORDS_SHARED = (f"{_SHARED} >= 3 AND 3 * {_SHARED} >= "
                      f"2 * least(array_length({_words('l')}), array_length({_words('r')}))")
