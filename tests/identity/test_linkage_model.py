@@ -74,3 +74,26 @@ def test_u_leaves_out_the_matches_among_random_pairs():
     u = [lvl["u_probability"] for lvl in levels]
     assert u[0] == pytest.approx(90 ** 0.5 / 1e6, rel=0.01)  # √90 pairs of a million, not 90
     assert u[1] == pytest.approx(0.2, rel=0.01) and sum(u) == pytest.approx(1.0)
+
+
+# (left, right, most words shared?) — addresses written in words, as a register or another country's file holds them
+WORD_ADDRESS_PAIRS = [
+    ("12 smith street kingston 2604 act", "kingston act 2604 smith street 12", True),  # another order
+    ("mackiecrescent mount cannan 6025 vic", "mackie crescent kindilan mount annan 6025 vic", True),  # typed words
+    ("aspinal ls treet nyal west 6060 vic", "aspinall street dma offices (cnr wales s street nyah west 6060 vic", True),
+    ("12 smith street kingston 2604 act", "21 smith street kingston", True),
+    ("12 smith street kingston 2604 act", "14 jones road belconnen 2617 act", False),  # strangers share "act"
+    ("10 main street 2000 nsw", "20 main street 3000 nsw", False),  # numbers count only exactly: 3 of 5 words
+    ("1 main st", "1 main st", True),
+    ("浙江省某县城关镇南街12号", "浙江省某县城关镇南街12号", False),  # no words: the Chinese levels decide
+    ("12 smith street", None, False),
+]
+
+
+def test_most_words_shared_counts_words_in_any_order_and_one_letter_off():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE p (address_text_l VARCHAR, address_text_r VARCHAR, expected BOOLEAN)")
+    con.executemany("INSERT INTO p VALUES (?, ?, ?)", WORD_ADDRESS_PAIRS)
+    got = con.execute(f"SELECT address_text_l, address_text_r, coalesce({model.MOST_WORDS_SHARED.format(col='address_text')}"
+                      ", false), expected FROM p").fetchall()
+    assert [g[:3] for g in got] == [g[:2] + (g[3],) for g in got]

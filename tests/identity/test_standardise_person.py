@@ -62,6 +62,9 @@ def test_addresses_drop_province_city_county_and_find_township_village_house():
 def test_names_in_latin_letters_keep_their_words_and_read_family_name_last():
     assert std.normalise_name("  Mary-Ann  O'Brien ") == "mary-ann o'brien"
     assert std.split_name("mary-ann o'brien") == ("o'brien", "mary-ann")
+    # the words between key neither: one clerk keeps a middle name or splits a family name, another does not
+    assert std.split_name("jason mc mullen")[1] == std.split_name("jason mcmullen")[1] == "jason"
+    assert std.split_name("anna maria van der berg") == ("berg", "anna")
     # a name typed in pinyin reads the same as the characters
     assert std.name_pinyin(std.normalise_name("Zhang Wei")) == std.name_pinyin("张伟") == "zhang wei"
     assert not std.is_latin("LI明") and std.is_latin("li ming")

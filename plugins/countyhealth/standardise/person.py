@@ -93,8 +93,10 @@ def split_name(name: str | None) -> tuple[str | None, str | None]:
     if not name:
         return None, None
     if is_latin(name):  # "given family", the order of most names written in Latin letters
+        # the first and last words only: a middle name, or a family name's particle or stray space ("van der
+        # Berg", "Mc Mullen"), is what one clerk keeps and another drops
         words = name.split()
-        return words[-1], " ".join(words[:-1]) or None
+        return words[-1], words[0] if len(words) > 1 else None
     if "·" in name:
         given, _, family = name.partition("·")
         return family or None, given or None
