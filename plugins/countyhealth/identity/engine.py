@@ -59,7 +59,7 @@ def pair_id(a: str, b: str) -> str:
     return hashlib.sha256(f"{lo}\n{hi}".encode()).hexdigest()[:24]
 
 
-def _deterministic_pairs(records: pd.DataFrame, is_new: np.ndarray) -> pd.DataFrame:
+def _deterministic_pairs(new: pd.DataFrame, existing: pd.DataFrame | None) -> pd.DataFrame:
     """Record pairs safe to link without a model — the same valid ID with the same name (pinyin), or the same
     health-record number with the same name and birth date — found by a self-join on each key, not only among the
     pairs the model scored (a record may share an ID with another yet disagree on all else). Only pairs with a
@@ -67,17 +67,19 @@ def _deterministic_pairs(records: pd.DataFrame, is_new: np.ndarray) -> pd.DataFr
     import duckdb
 
     cols = ["unique_id", "id18", "id_valid", "name_pinyin", "birth_date", "health_record_number"]
-    frame = records[cols].assign(is_new=is_new)
-    # the records sharing a key with a new one, before DuckDB sees them (a night: a few of a million)
-    valid = frame["id_valid"].eq(True).to_numpy()
-    frame = frame[(valid & frame["id18"].isin(frame.loc[is_new & valid, "id18"].dropna()).to_numpy())
-                  | frame["health_record_number"].isin(frame.loc[is_new, "health_record_number"].dropna()).to_numpy()]
     con = duckdb.connect()
     try:
-        con.register("rec", frame)
+        # DuckDB reads the columns it needs straight from the frames (no copy of a million linked records), and
+        # keeps the linked records sharing a key with a new one (a night: a few of a million) by a hash semi-join
+        con.register("new_rec", new[cols])
+        con.register("old_rec", existing if existing is not None and len(existing) else new[cols].iloc[:0])
         # only the keys a new record carries can make a new pair
-        return con.execute("""
-            WITH r AS (SELECT * FROM rec WHERE name_pinyin IS NOT NULL),
+        return con.execute(f"""
+            WITH n AS (SELECT {', '.join(cols)} FROM new_rec WHERE name_pinyin IS NOT NULL),
+            o AS (SELECT {', '.join(cols)} FROM old_rec WHERE name_pinyin IS NOT NULL
+                  AND (id_valid AND id18 IN (SELECT id18 FROM n WHERE id_valid)
+                       OR health_record_number IN (SELECT health_record_number FROM n))),
+            r AS (SELECT *, true AS is_new FROM n UNION ALL SELECT *, false FROM o),
             ids AS (SELECT * FROM r WHERE id_valid AND id18 IN (SELECT id18 FROM r WHERE is_new AND id_valid)),
             hrns AS (SELECT * FROM r WHERE health_record_number IN (SELECT health_record_number FROM r WHERE is_new))
             SELECT a.unique_id AS unique_id_l, b.unique_id AS unique_id_r, 'same id18' AS evidence
@@ -132,7 +134,9 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     existing = existing[[c for c in existing.columns if c in keep]] if existing is not None else None
     run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
     new_df = db.register(new, dataset_display_name=f"new_records_{run}")
-    linker = Linker(new_df, settings)
+    # settings validation only logs columns it cannot find (our columns are checked by _scoring_columns): its SQL
+    # parsing took 0.4–0.7 s of every call
+    linker = Linker(new_df, settings, validate_settings=False)
     frames = [linker.inference.predict_within(new_df, threshold_match_probability=min_probability,
                                               warning_mode="never").as_pandas_dataframe()]
     if existing is not None and len(existing):
@@ -296,9 +300,9 @@ def _edge(rec, levels: dict) -> Edge:
 _SMALL_COMPONENT = 64
 
 
-def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFrame, rows: _Rows, new_set: set[str],
-           is_new: np.ndarray, *, settings: dict, thresholds: Thresholds, accepted: set[frozenset],
-           backend: str, every_scored_pair: bool = False) -> pd.DataFrame:
+def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, new_set: set[str], *, settings: dict,
+           thresholds: Thresholds, accepted: set[frozenset], backend: str,
+           every_scored_pair: bool = False) -> pd.DataFrame:
     """Scored pairs (deterministic ones among them lifted to 1.0), the deterministic pairs the model did not
     score, and reviewers' accepted pairs; evidence text only where someone will read it."""
     floor = 0.0 if every_scored_pair else min(thresholds.review, 0.5)
@@ -309,7 +313,7 @@ def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFra
     scored["match_probability"] = scored["match_probability"].astype(float)
     scored["kind"] = "probabilistic"
     scored["evidence"] = None  # read from the weights when someone will read it (:func:`_edge`)
-    det = _deterministic_pairs(records, is_new)
+    det = _deterministic_pairs(new, existing)
     if len(det) and len(scored):
         # a scored pair that is also deterministic is lifted to 1.0; the rest are added
         det_keys = pd.Series(_pair_key(det["unique_id_l"], det["unique_id_r"]))
@@ -318,7 +322,10 @@ def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, records: pd.DataFra
         both = scored_keys.isin(det_keys).to_numpy()
         scored.loc[both, ["kind", "match_probability"]] = ["deterministic", 1.0]
         det = det[~lifted]
-    manual = [(a, b) for a, b in (tuple(p) for p in accepted) if a in rows and b in rows and
+    decided = {uid for pair in accepted for uid in pair}
+    present = new_set | (set(existing["unique_id"][existing["unique_id"].isin(decided)]) if existing is not None
+                         else set())
+    manual = [(a, b) for a, b in (tuple(p) for p in accepted) if a in present and b in present and
               (a in new_set or b in new_set)]
     parts = [scored, det.assign(match_probability=1.0, kind="deterministic"),
              pd.DataFrame({"unique_id_l": [a for a, _ in manual], "unique_id_r": [b for _, b in manual],
@@ -371,6 +378,37 @@ def _conflicted(labels: np.ndarray, start: np.ndarray, records: pd.DataFrame, ro
     return out
 
 
+def _persons_in_order(existing: pd.DataFrame, existing_person: dict[str, str]) -> np.ndarray:
+    """Each linked record's person (None if it has none), in the frame's order. The pipeline and the benchmark build
+    the dict from the frame, in its order: then the persons are the dict's values as they stand (a million
+    lookups one by one took half a second)."""
+    uids = existing["unique_id"].to_numpy(dtype=object)
+    if len(existing_person) == len(uids):
+        keys = np.fromiter(existing_person.keys(), dtype=object, count=len(uids))
+        if (keys == uids).all():
+            return np.fromiter(existing_person.values(), dtype=object, count=len(uids))
+    get = existing_person.get
+    return np.array([get(uid) for uid in uids], dtype=object)
+
+
+def _reachable(existing: pd.DataFrame, index: pd.Index, person: np.ndarray, edges: pd.DataFrame,
+               decided: set[frozenset]) -> np.ndarray:
+    """Which linked records clustering must see: those an edge or a reviewer's decision reaches, and every record of
+    their persons (the guards judge whole persons). Every other linked record's person stands as it was — nothing
+    touches it — so clustering leaves it out: a night against a million records clusters a fraction of them.
+    ``index``: the frame's record ids; ``person``: each record's person, in the frame's order."""
+    ends = np.concatenate([edges["unique_id_l"].to_numpy(dtype=object), edges["unique_id_r"].to_numpy(dtype=object),
+                           np.array([uid for pair in decided for uid in pair], dtype=object)])
+    at = index.get_indexer(pd.unique(ends))
+    at = at[at >= 0]  # the night's own records are not in the frame
+    reached = np.zeros(len(existing), dtype=bool)
+    reached[at] = True
+    persons = set(person[at]) - {None}
+    if persons:
+        reached |= pd.Series(person).isin(persons).to_numpy()
+    return reached
+
+
 def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, str], *, settings: dict,
          thresholds: Thresholds, mint, previous_person: dict[str, str] | None = None,
          accepted: set[frozenset] = frozenset(), rejected: set[frozenset] = frozenset(),
@@ -391,22 +429,36 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     not only those above the review threshold, reaches it): :mod:`.one_to_one` for sources that hold one record
     per person."""
     previous_person = previous_person or {}
-    # what clustering reads of each record (scoring reads the frames themselves): a night's records and a
-    # million linked ones are not copied whole
+    new = new.drop_duplicates("unique_id", keep="last")
+    index = None
+    if existing is not None and len(existing):
+        index = pd.Index(existing["unique_id"])  # hashed once: changed records, then the records edges reach
+        stale = index.get_indexer(new["unique_id"])
+        if (stale >= 0).any():  # a changed record (in both): its new features count
+            existing = existing[~np.isin(np.arange(len(existing)), stale[stale >= 0])]
+            index = pd.Index(existing["unique_id"])
+    else:
+        existing = None
+    new_set = set(new["unique_id"])
+    edges = _edges(new, existing, new_set, settings=settings, thresholds=thresholds, accepted=accepted,
+                   backend=backend, every_scored_pair=rescore is not None)
+    if rescore is not None:
+        edges = rescore(edges)
+    # what clustering reads of each record (scoring read the frames themselves): the night's records and the linked
+    # ones an edge or a decision reaches, with their persons — not a million linked records copied whole
     cols = list(_RECORD_COLUMNS)
-    frames = [f[cols] for f in (existing, new) if f is not None and len(f)]
-    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else (frames[0] if frames else new[cols])
-    # a changed record (in both): its new features count
-    records = records.drop_duplicates("unique_id", keep="last", ignore_index=True)
+    if existing is not None:
+        person_before = _persons_in_order(existing, existing_person)
+        reached = _reachable(existing, index, person_before, edges, accepted | rejected)
+        records = pd.concat([existing.loc[reached, cols], new[cols]], ignore_index=True)
+        person = np.concatenate([person_before[reached], np.full(len(new), None, dtype=object)])
+    else:
+        records, person = new[cols].reset_index(drop=True), np.full(len(new), None, dtype=object)
     rows = _Rows(records)
     uids = records["unique_id"]
     n = len(records)
-    is_new = uids.isin(new["unique_id"]).to_numpy() if len(new) else np.zeros(n, dtype=bool)
-    new_set = set(uids[is_new])
-    edges = _edges(new, existing, records, rows, new_set, is_new, settings=settings, thresholds=thresholds,
-                   accepted=accepted, backend=backend, every_scored_pair=rescore is not None)
-    if rescore is not None:
-        edges = rescore(edges)
+    is_new = np.zeros(n, dtype=bool)
+    is_new[n - len(new):] = True
     levels = levels_by_weight(settings)
 
     order = edges["kind"].map({"manual": 0, "deterministic": 1, "probabilistic": 2})
@@ -415,12 +467,8 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
                                                             ascending=[True, False], kind="stable")
     # records already linked to one person start as one group (a person is not re-decided from scratch); a changed
     # record is placed anew, on its own
-    if existing_person:
-        get_person = existing_person.get
-        person = pd.Series([None if fresh else get_person(u) for u, fresh in zip(uids, is_new)], dtype=object)
-        person_code, person_ids = pd.factorize(person, sort=True)  # codes in id order: the lowest is the oldest id
-    else:  # from scratch
-        person, person_code, person_ids = pd.Series([None] * n, dtype=object), np.full(n, -1), np.array([], dtype=object)
+    person = pd.Series(person, dtype=object)
+    person_code, person_ids = pd.factorize(person, sort=True)  # codes in id order: the lowest is the oldest id
     linked = person_code >= 0
     start = np.where(linked, person_code, len(person_code) + np.arange(n))
     first_of_person = pd.Series(np.arange(n))[linked].groupby(person_code[linked]).transform("first")
