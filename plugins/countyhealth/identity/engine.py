@@ -116,7 +116,10 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
         db = _spark_api()
         settings = settings_for_dialect(settings, "spark")
     elif backend == "duckdb":
-        db = DuckDBAPI()
+        import duckdb
+
+        con = duckdb.connect()
+        db = DuckDBAPI(connection=con)
     else:
         raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
     # weights per comparison instead of the compared values: far less to carry back (see levels_by_weight)
@@ -130,17 +133,25 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     settings["blocking_rules_to_generate_predictions"] = rules
     # only the columns the model reads: a night registers 900k linked records with Splink, each column converted
     keep = _scoring_columns(settings)
-    new = new[[c for c in new.columns if c in keep]]
-    existing = existing[[c for c in existing.columns if c in keep]] if existing is not None else None
     run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
-    new_df = db.register(new, dataset_display_name=f"new_records_{run}")
+
+    def register(frame: pd.DataFrame, name: str):
+        columns = [c for c in frame.columns if c in keep]
+        if backend == "spark":
+            return db.register(frame[columns], dataset_display_name=name)
+        # on DuckDB a view of the frame's columns: a pandas copy of them took 0.2 s a night
+        con.register(f"{name}_frame", frame)
+        con.execute(f"CREATE VIEW {name} AS SELECT {', '.join(columns)} FROM {name}_frame")
+        return db.register(name, dataset_display_name=name)
+
+    new_df = register(new, f"new_records_{run}")
     # settings validation only logs columns it cannot find (our columns are checked by _scoring_columns): its SQL
     # parsing took 0.4–0.7 s of every call
     linker = Linker(new_df, settings, validate_settings=False)
     frames = [linker.inference.predict_within(new_df, threshold_match_probability=min_probability,
                                               warning_mode="never").as_pandas_dataframe()]
     if existing is not None and len(existing):
-        old_df = db.register(existing, dataset_display_name=f"linked_records_{run}")
+        old_df = register(existing, f"linked_records_{run}")
         frames.append(linker.inference.predict_between(new_df, old_df, threshold_match_probability=min_probability,
                                                        warning_mode="never").as_pandas_dataframe())
     pairs = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
