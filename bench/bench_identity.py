@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import resource
 import time
 
@@ -68,17 +67,21 @@ def ours(frame: pd.DataFrame, settings: dict, thresholds, backend: str = "duckdb
 
 
 def candidate_records(new: pd.DataFrame, old: pd.DataFrame, person_of: dict[str, str]) -> pd.DataFrame:
-    """What ``store.candidates`` selects from the warehouse, on frames: linked records sharing any blocking key
-    of ``model.BLOCKING_RULES`` with a new record, plus every record of the persons they belong to."""
+    """What ``store.candidates`` selects from the warehouse, here by DuckDB on the frames: linked records sharing
+    any blocking key of ``model.BLOCKING_RULES`` with a new record (one equi-join per rule, unioned, as the
+    warehouse runs it), plus every record of the persons they belong to."""
+    import duckdb
+
     from countyhealth.identity import model
 
-    hit = pd.Series(False, index=old.index)
-    for rule in model.BLOCKING_RULES:
-        cols = re.findall(r"l\.(\w+) = r\.\1", rule)
-        keys = new[cols].dropna().drop_duplicates()
-        hit |= old[cols].merge(keys.assign(_hit=True), on=cols, how="left")["_hit"].notna().to_numpy()
-    persons = {person_of[u] for u in old.loc[hit, "unique_id"]}
-    member = old["unique_id"].map(person_of).isin(persons)
+    rules = [r for r in model.BLOCKING_RULES if all(new[c].notna().any() for c in model.rule_columns(r))]
+    con = duckdb.connect()
+    con.register("l", new)
+    con.register("r", old)
+    hit = con.execute(" UNION ".join(f"SELECT r.unique_id FROM r JOIN l ON {rule}" for rule in rules)).fetchnumpy()
+    con.close()
+    persons = {person_of[u] for u in hit["unique_id"]}
+    member = np.fromiter((person_of.get(u) in persons for u in old["unique_id"]), dtype=bool, count=len(old))
     return old[member]
 
 

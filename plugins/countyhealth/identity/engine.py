@@ -126,8 +126,10 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     settings = {**settings, "retain_matching_columns": False, "retain_intermediate_calculation_columns": True}
     # a rule on a key no new record carries pairs nobody (every pair holds a new record): a county's records leave
     # the Latin-address keys empty, and each rule is a join over every record
+    keys = {c for r in settings["blocking_rules_to_generate_predictions"] for c in model.rule_columns(r["blocking_rule"])}
+    empty = {c for c in keys if c in new and not new[c].notna().any()}  # each column once: 10 ms a column
     rules = [r for r in settings["blocking_rules_to_generate_predictions"]
-             if all(c not in new or new[c].notna().any() for c in model.rule_columns(r["blocking_rule"]))]
+             if not model.rule_columns(r["blocking_rule"]) & empty]
     if not rules:
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     settings["blocking_rules_to_generate_predictions"] = rules
