@@ -109,3 +109,62 @@ def test_rules_on_keys_no_record_carries_are_not_run_and_none_left_scores_nothin
     assert len(engine.score(chinese, None, settings, min_probability=0.0)) == 1
     assert seen and not any("address_head" in r or "address_tail" in r for r in seen)
     assert any("household_key" in r for r in seen)
+
+
+def test_a_night_clusters_only_the_linked_records_its_edges_reach(monkeypatch):
+    """A night drawn at random: most of its records belong to residents already linked. Clustering reads only the
+    linked records the night's edges and reviewers' decisions reach, with every record of their persons; the
+    reference clusters every linked record. Same persons, merges, refusals and review pairs — and the same when
+    the caller's record → person dict is not in the frame's order (the persons are then looked up one by one)."""
+    import itertools
+
+    import numpy as np
+
+    recs, _ = person_records(2500, seed=9, noise=NoiseRates.scaled(3.0))
+    frame = features.build(pd.DataFrame([r.row for r in recs]))
+    tonight = np.zeros(len(frame), dtype=bool)
+    tonight[np.random.default_rng(3).choice(len(frame), len(frame) // 7, replace=False)] = True
+    old, new = frame[~tonight], frame[tonight]
+    settings, th = model.load_settings(), engine.Thresholds(0.999, 0.5)
+    # a person one of whose records nothing tonight resembles: a reviewer joined two unlike records (A, B), and a
+    # copy of A arrives — B is reached only as A's person's other record
+    a, b = old.iloc[0], old[old["surname_pinyin"].ne(old["surname_pinyin"].iloc[0])
+                            & old["birth_year"].ne(old["birth_year"].iloc[0])].iloc[0]
+    new = pd.concat([new, old.iloc[[0]].assign(unique_id=a["unique_id"] + "-again")], ignore_index=True)
+    seq = itertools.count(1)
+    base = engine.link(old, None, {}, settings=settings, thresholds=th, mint=lambda: f"P{next(seq):06d}",
+                       accepted={frozenset((a["unique_id"], b["unique_id"]))})
+    assert base.person_of[a["unique_id"]] == base.person_of[b["unique_id"]]
+    band = base.review[:4]
+    rejected = {frozenset((e.left, e.right)) for e in band[:2]}
+    accepted = {frozenset((e.left, e.right)) for e in band[2:]}
+
+    def night(person_of):
+        seq = itertools.count(1)
+        return engine.link(new, old, person_of, settings=settings, thresholds=th, mint=lambda: f"N{next(seq):06d}",
+                           accepted=accepted, rejected=rejected)
+
+    narrowed = night(base.person_of)
+    shuffled = night(dict(reversed(list(base.person_of.items()))))
+    reached = []
+    narrow = engine._reachable
+
+    def everything(existing, *args):
+        reached.append(int(narrow(existing, *args).sum()))
+        return np.ones(len(existing), dtype=bool)
+
+    monkeypatch.setattr(engine, "_reachable", everything)
+    full = night(base.person_of)
+    for got in (narrowed, shuffled):
+        assert got.person_of == full.person_of and got.new_persons == full.new_persons
+        assert sorted(got.merges) == sorted(full.merges) and got.link_kind == full.link_kind
+        assert sorted((e.left, e.right, why) for e, why in got.blocked) == \
+            sorted((e.left, e.right, why) for e, why in full.blocked)
+        assert sorted((e.left, e.right) for e in got.review) == sorted((e.left, e.right) for e in full.review)
+    # B decides A's copy: it joins A's person, B included, or B's differences keep it out (a guard's refusal)
+    again = a["unique_id"] + "-again"
+    assert full.person_of.get(b["unique_id"]) == full.person_of[again] or \
+        any(again in (e.left, e.right) for e, _ in full.blocked), (full.person_of[again], full.blocked)
+    assert 0 < reached[0] < len(old) / 2  # it did narrow
+    known = set(base.person_of.values())
+    assert sum(full.person_of[u] in known for u in new["unique_id"]) > len(new) / 2  # most joined a known resident
