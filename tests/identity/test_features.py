@@ -60,3 +60,22 @@ def test_placeholder_ids_are_no_evidence_and_no_blocking_key():
                          for i in range(400)])
     pairs = engine.score(features.build(rows), None, model.load_settings(), min_probability=0.0)
     assert len(pairs) < 400  # not the 79,800 pairs of one shared key
+
+
+def test_phones_are_compared_by_their_keyed_hash_and_warehouse_rows_are_not_decrypted_for_it():
+    """A phone is only compared for equality: the feature is the keyed hash of its normalised digits — the same
+    for a file's plaintext row and the warehouse's encrypted one (whose stored hash is read, not recomputed from a
+    decrypted phone), and no digits in the features."""
+    import pyarrow as pa
+
+    from countyhealth import privacy
+
+    plain = build(name="陈伟", phone="138 0013 8000")
+    protected = privacy.protect_person(pa.table({c: pa.array([v], pa.string()) for c, v in (
+        ("id_number", None), ("phone", "13800138000"), ("id_number_hash", None), ("phone_hash", None))})).to_pylist()[0]
+    stored = build(name="陈伟", **protected)
+    assert plain["phone"] == plain["phone_hash"] == stored["phone"] == protected["phone_hash"]
+    assert "13800138000" not in plain.astype(str).tolist()
+    # the stored hash is taken as it is: a phone column that cannot be decrypted is never touched
+    assert build(name="陈伟", phone="gAAAA" + "x" * 100, phone_hash="h1")["phone"] == "h1"
+    assert build(name="陈伟", phone="not a phone")["phone"] is None

@@ -155,9 +155,15 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     out["id_hash"] = _keyed_hashes(out["id18"], "id_number")
     out["id_birth_date"] = np.where(foreign, None, sid["birth"])
     out["id_foreign"] = foreign
-    phones = _convert(get("phone"), _decrypt)
-    out["phone"] = _convert(phones, std.normalise_phone)
-    out["phone_hash"] = _keyed_hashes(out["phone"], "phone")
+    # a phone is only ever compared for equality (the model's level, two blocking rules, the household guards), so
+    # it is compared by the keyed hash of its normalised digits: warehouse rows carry that hash already
+    # (privacy.protect_person) and need no decrypting (two Fernet decrypts a record were most of a night's
+    # features); other rows (a file to link) hash here. No phone digits in the features.
+    stored = get("phone_hash")
+    hashed = pd.notna(stored)
+    phones = _convert(np.where(hashed, None, get("phone")), _decrypt)
+    out["phone_hash"] = np.where(hashed, stored, _keyed_hashes(_convert(phones, std.normalise_phone), "phone"))
+    out["phone"] = out["phone_hash"]
     hrn = get("health_record_number")
     out["health_record_number"] = _convert(hrn, lambda v: None if isinstance(v, str) and std.is_placeholder(v) else v)
     addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
