@@ -446,6 +446,9 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     index = None
     if existing is not None and len(existing):
         index = pd.Index(existing["unique_id"])  # hashed once: changed records, then the records edges reach
+        if not index.is_unique:  # a record handed over twice: its last features count
+            existing = existing.drop_duplicates("unique_id", keep="last")
+            index = pd.Index(existing["unique_id"])
         stale = index.get_indexer(new["unique_id"])
         if (stale >= 0).any():  # a changed record (in both): its new features count
             existing = existing[~np.isin(np.arange(len(existing)), stale[stale >= 0])]
