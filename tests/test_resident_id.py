@@ -67,6 +67,11 @@ def test_keyed_hash_and_encryption_round_trip():
     assert token != "13912345678" and privacy.is_encrypted(token)
     assert privacy.decrypt(token) == "13912345678"
     assert privacy.decrypt("plain") == "plain"
+    # a warehouse written before values were sealed holds Fernet tokens: they still open, one by one or in bulk
+    legacy = privacy._keys(privacy._secret())[1].encrypt(b"350125198001011238").decode()
+    assert privacy.is_encrypted(legacy) and privacy.decrypt(legacy) == "350125198001011238"
+    assert privacy.decrypt_many([legacy, token, "plain", None]) == {legacy: "350125198001011238",
+                                                                     token: "13912345678", "plain": "plain"}
 
 
 def test_keyed_hashes_in_bulk_equal_one_at_a_time():
@@ -75,3 +80,18 @@ def test_keyed_hashes_in_bulk_equal_one_at_a_time():
     assert set(bulk) == {"11010519491231002X", "13912345678"}
     assert all(bulk[v] == privacy.keyed_hash(v, "phone") for v in bulk)
     assert bulk["13912345678"] != privacy.keyed_hash("13912345678", "id_number")
+
+
+def test_sealed_ids_are_deterministic_open_with_the_key_and_refuse_another(monkeypatch):
+    ids = ["11010519491231002X", "350125198001011238", "11010519491231002X", None, ""]
+    sealed = privacy.seal_many(ids)
+    assert set(sealed) == {"11010519491231002X", "350125198001011238"}
+    assert sealed == privacy.seal_many(reversed(ids))  # deterministic: equal IDs, equal tokens
+    assert all(v[:6] not in t and v[-6:] not in t for v, t in sealed.items())
+    assert privacy.unseal_many(sealed.values()) == {t: v for v, t in sealed.items()}
+    monkeypatch.setenv(privacy.ENV_KEY, "another-key-" + "k" * 30)
+    with pytest.raises(ValueError, match=privacy.ENV_KEY) as err:
+        privacy.unseal_many(sealed.values())
+    assert "1101051949" not in str(err.value)
+    with pytest.raises(ValueError, match="migrat"):  # a value stored before identity records kept sealed IDs
+        privacy.unseal_many(["11010519491231002X"])

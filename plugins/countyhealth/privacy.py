@@ -1,9 +1,16 @@
 """Personal identifiers at rest and in output: masking, keyed hashes, encryption. One home for all three.
 
 Resident ID numbers and phones never appear in logs, errors or reports (use :func:`mask_id` /
-:func:`mask_phone`). In the warehouse they are stored encrypted (Fernet: AES-128-CBC + HMAC, from the
-``cryptography`` package Airflow already depends on) beside a keyed hash (HMAC-SHA256) of the normalised
-value, so records can be joined on the hash without anyone reading the number.
+:func:`mask_phone`). In the warehouse they are stored encrypted beside a keyed hash (HMAC-SHA256) of the
+normalised value, so records can be joined on the hash without anyone reading the number.
+
+Encryption is AES-SIV (RFC 5297; ``cryptography``'s ``AESSIV``, a package Airflow already depends on): deterministic
+authenticated encryption. A value always seals to the same token, so the ciphertext reveals which records share a
+value — what the keyed hash beside it reveals already — and nothing more; it opens in ~2 µs against Fernet's ~25,
+which matters because each night decrypts the IDs of every new record to standardise them, and the identity tables
+keep each linked record's standardised ID sealed (:func:`seal_many`) so that a night compares its candidates' IDs
+digit by digit (one typed wrong, two swapped) without rebuilding them. Values written by earlier versions as Fernet
+tokens (AES-128-CBC + HMAC) still decrypt.
 
 The key comes from ``COUNTYHEALTH_SECRET_KEY`` (any string of 32+ characters; in Airflow, set it as an
 environment variable or from a secrets backend). Without it a random key is created once in
@@ -28,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ENV_KEY = "COUNTYHEALTH_SECRET_KEY"
 _FERNET_PREFIX = "gAAAA"  # every Fernet token starts with version byte 0x80 + timestamp -> this base64 prefix
+_SEALED_PREFIX = "s1."  # the sealing scheme's version, so that a later scheme can be told apart
 
 
 def _secret() -> bytes:
@@ -91,20 +99,75 @@ def keyed_hashes(values, purpose: str) -> dict[str, str]:
 def encrypt(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    _, fernet = _keys(_secret())
-    return fernet.encrypt(value.encode()).decode()
+    return seal_many([value])[value]
 
 
 def decrypt(token: str | None) -> str | None:
     """Plaintext of a value written by :func:`encrypt`; values that were never encrypted pass through."""
     if token is None or not is_encrypted(token):
         return token
-    _, fernet = _keys(_secret())
-    return fernet.decrypt(token.encode()).decode()
+    return decrypt_many([token])[token]
+
+
+def decrypt_many(tokens) -> dict[str, str]:
+    """:func:`decrypt` of many values at once: distinct value → plaintext (the key derived once)."""
+    sealed = [t for t in tokens if isinstance(t, str) and t.startswith(_SEALED_PREFIX) and is_encrypted(t)]
+    out = unseal_many(sealed)
+    fernet = None
+    for token in tokens:
+        if token is None or token in out:
+            continue
+        if is_encrypted(token):  # written before sealing replaced Fernet
+            fernet = fernet or _keys(_secret())[1]
+            out[token] = fernet.decrypt(token.encode()).decode()
+        else:
+            out[token] = token
+    return out
+
+
+@lru_cache(maxsize=4)
+def _siv(secret: bytes):
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    return AESSIV(hashlib.sha512(b"countyhealth-seal|" + secret).digest())  # AES-256-SIV takes a 512-bit key
+
+
+def seal_many(values) -> dict[str, str]:
+    """Distinct values → their sealed tokens (deterministic: a value always seals to the same token); blanks
+    give nothing."""
+    siv = _siv(_secret())
+    out = {}
+    for value in values:
+        if value is None or value == "" or value in out:
+            continue
+        out[value] = _SEALED_PREFIX + base64.urlsafe_b64encode(siv.encrypt(value.encode(), None)).decode()
+    return out
+
+
+def unseal_many(tokens) -> dict[str, str]:
+    """Distinct sealed tokens → their values; a token that is not sealed, or sealed under another key, raises
+    ``ValueError`` naming the fix (the key is ``COUNTYHEALTH_SECRET_KEY``)."""
+    from cryptography.exceptions import InvalidTag
+
+    siv = _siv(_secret())
+    out = {}
+    for token in tokens:
+        if token is None or token in out:
+            continue
+        if not token.startswith(_SEALED_PREFIX):
+            raise ValueError("an identity record holds an ID that is not sealed: run the warehouse migrations "
+                             "(`countyhealth warehouse migrate`) and the next identity run re-derives it")
+        try:
+            out[token] = siv.decrypt(base64.urlsafe_b64decode(token[len(_SEALED_PREFIX):]), None).decode()
+        except InvalidTag:
+            raise ValueError(f"a sealed value does not open with this key: {ENV_KEY} differs from the one the "
+                             "warehouse was written with") from None
+    return out
 
 
 def is_encrypted(value: str | None) -> bool:
-    return bool(value) and value.startswith(_FERNET_PREFIX) and len(value) > 80
+    return bool(value) and ((value.startswith(_SEALED_PREFIX) and len(value) >= 27)  # prefix + a 16-byte tag
+                            or (value.startswith(_FERNET_PREFIX) and len(value) > 80))
 
 
 def mask_id(raw: str | None) -> str | None:
@@ -148,11 +211,21 @@ def protect_person(table):
 
     ids = table.column("id_number").to_pylist()
     phones = table.column("phone").to_pylist()
+
+    def sealed(values: list) -> list:
+        tokens = seal_many(v for v in values if v and not is_encrypted(v))
+        return [tokens.get(v, v) if v else v for v in values]
+
+    def hashed(values: list, normalise, purpose: str) -> list:
+        normal = [normalise(v) if v else None for v in values]
+        hashes = keyed_hashes(normal, purpose)
+        return [hashes.get(v) if v else None for v in normal]
+
     columns = {
-        "id_number": [encrypt(v) if v and not is_encrypted(v) else v for v in ids],
-        "phone": [encrypt(v) if v and not is_encrypted(v) else v for v in phones],
-        "id_number_hash": [keyed_hash(normalise_id_for_hash(v), "id_number") if v else None for v in ids],
-        "phone_hash": [keyed_hash(normalise_phone(v), "phone") if v else None for v in phones],
+        "id_number": sealed(ids),
+        "phone": sealed(phones),
+        "id_number_hash": hashed(ids, normalise_id_for_hash, "id_number"),
+        "phone_hash": hashed(phones, normalise_phone, "phone"),
     }
     for name, values in columns.items():
         i = table.schema.get_field_index(name)

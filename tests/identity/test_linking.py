@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from countyhealth import identity
+from countyhealth import identity, privacy
+from countyhealth.identity import engine
 from countyhealth.identity.commands import identity as identity_cli
 from countyhealth.warehouse import Warehouse
 
@@ -110,6 +111,29 @@ def test_person_ids_never_change_and_merges_redirect(wh):
     # nothing new: nothing changes, no id minted
     before = identity.run(wh)
     assert before.records_considered == 0
+
+
+def test_a_night_reads_its_candidates_from_the_identity_tables_and_decrypts_none_of_them(wh, monkeypatch):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011",
+                         phone="13600000003")])
+    identity.run(wh)
+    seen, decrypted = {}, []
+    real_link, real_decrypt = engine.link, privacy.decrypt_many
+
+    def link_seen(new, existing, *args, **kwargs):
+        seen["existing"] = existing
+        return real_link(new, existing, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "link", link_seen)
+    monkeypatch.setattr(privacy, "decrypt_many", lambda tokens: decrypted.extend(tokens) or real_decrypt(tokens))
+    # the same man at the hospital, two digits of his ID swapped: the ID levels need the candidate's number
+    load_people(wh, [rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number="350125196007100011")])
+    identity.run(wh)
+    candidate = seen["existing"].set_index("unique_id").loc["public_health|D1"]
+    assert candidate["id18"] == "350125196007010011"  # opened from identity_record's sealed copy
+    assert candidate["phone"] == privacy.keyed_hash("13600000003", "phone")
+    assert len(decrypted) == 1  # the night's own record's ID, none of its candidates'
+    assert person_of(wh, "his_h350125001", "P9") == person_of(wh, "public_health", "D1")
 
 
 def test_review_decisions_are_honoured_by_later_runs(wh, monkeypatch):

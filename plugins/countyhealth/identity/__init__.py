@@ -73,6 +73,7 @@ class IdentityRunSummary:
     splits: int = 0
     blocked_by_guards: int = 0
     seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)  # seconds per step, in order (read, features, …)
 
 
 def run(wh, *, run_id: str | None = None, config: IdentityConfig | None = None,
@@ -85,9 +86,10 @@ def run(wh, *, run_id: str | None = None, config: IdentityConfig | None = None,
     summary = link_pending(wh, cfg, run_id, model_path=model_path)
     summary.seconds = round(time.monotonic() - started, 2)
     log.info("identity %s: %d records → %d deterministic, %d probabilistic, %d manual links, %d new persons, "
-             "%d merges, %d splits, %d queued for review (%.1fs)", run_id, summary.records_considered,
+             "%d merges, %d splits, %d queued for review (%.1fs: %s)", run_id, summary.records_considered,
              summary.linked_deterministic, summary.linked_probabilistic, summary.linked_manual, summary.new_persons,
-             summary.merges, summary.splits, summary.queued_for_review, summary.seconds)
+             summary.merges, summary.splits, summary.queued_for_review, summary.seconds,
+             ", ".join(f"{k} {v:.1f}" for k, v in summary.steps.items()))
     return summary
 
 

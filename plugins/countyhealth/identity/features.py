@@ -115,8 +115,9 @@ def _spread(values, fn, columns: list[str] | None):
     return {c: column([r[j] for r in results]) for j, c in enumerate(columns)}
 
 
-def _decrypt(value) -> str | None:
-    return privacy.decrypt(value) if isinstance(value, str) else None
+def _decrypted(values: np.ndarray) -> np.ndarray:
+    table = privacy.decrypt_many(pd.unique(values[pd.notna(values)]))  # the key derived once
+    return _convert(values, table.get)
 
 
 def build(rows: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +144,7 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
         births = births.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
     out["birth_date"] = _convert(births, _date_text)  # NaT and NaN become None here too
     out["birth_year"] = _convert(out["birth_date"], lambda d: d[:4])
-    ids = _convert(get("id_number"), _decrypt)
+    ids = _decrypted(get("id_number"))
     sid = _spread(ids, _id_parts, ["key", "valid", "birth"])
     valid = sid["valid"] == True  # noqa: E712 (None is not valid)
     years_apart = np.abs(_convert(out["birth_date"], std.year_of).astype(float)
@@ -157,11 +158,11 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     out["id_foreign"] = foreign
     # a phone is only ever compared for equality (the model's level, two blocking rules, the household guards), so
     # it is compared by the keyed hash of its normalised digits: warehouse rows carry that hash already
-    # (privacy.protect_person) and need no decrypting (two Fernet decrypts a record were most of a night's
+    # (privacy.protect_person) and need no decrypting (two decrypts a record were most of a night's
     # features); other rows (a file to link) hash here. No phone digits in the features.
     stored = get("phone_hash")
     hashed = pd.notna(stored)
-    phones = _convert(np.where(hashed, None, get("phone")), _decrypt)
+    phones = _decrypted(np.where(hashed, None, get("phone")))
     out["phone_hash"] = np.where(hashed, stored, _keyed_hashes(_convert(phones, std.normalise_phone), "phone"))
     out["phone"] = out["phone_hash"]
     hrn = get("health_record_number")

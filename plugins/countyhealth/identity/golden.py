@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from countyhealth.identity import features, store
+from countyhealth.identity import store
 
 ATTRIBUTES = ["name", "sex_code", "birth_date", "id_number", "phone", "health_record_number", "address"]
 COLUMNS = ["person_id", "name", "name_source_id", "sex_code", "sex_code_source_id", "birth_date",
@@ -23,16 +23,16 @@ COLUMNS = ["person_id", "name", "name_source_id", "sex_code", "sex_code_source_i
 
 
 def build(rows: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Person rows with a ``person_id`` column → golden rows (vectorised: one sort, one pick per attribute)."""
+    """Person rows with what identity_record knows of each (:func:`store.records_of_persons`: ``person_id``,
+    ``id_valid``, ``township``, ``village``) → golden rows (vectorised: one sort, one pick per attribute)."""
     if not len(rows):
         return pd.DataFrame(columns=COLUMNS)
-    feats = features.build(rows.drop(columns=["person_id"]))
     rows = rows.reset_index(drop=True).copy()
     rows["_rank"] = rows["source_id"].map(cfg.trust_rank)
     rows["_updated"] = pd.to_datetime(rows["source_updated_at"], errors="coerce")
-    rows["_id_ok"] = feats["id_valid"].astype(bool).to_numpy()
-    rows["_phone_ok"] = feats["phone"].notna().to_numpy()
-    rows["address_township"], rows["address_village"] = feats["township"].to_numpy(), feats["village"].to_numpy()
+    rows["_id_ok"] = rows["id_valid"].eq(True)
+    rows["_phone_ok"] = rows["phone_hash"].notna()  # the hash of a phone that normalises to a number
+    rows["address_township"], rows["address_village"] = rows["township"], rows["village"]
     rows = rows.sort_values(["person_id", "_rank", "_updated"], ascending=[True, True, False], na_position="last")
     counts = rows.groupby("person_id").agg(records=("source_id", "size"), sources=("source_id", "nunique"))
     out = counts.reset_index()
@@ -53,21 +53,10 @@ def build(rows: pd.DataFrame, cfg) -> pd.DataFrame:
 def refresh(wh, conn, person_ids: list[str], cfg, now: dt.datetime) -> int:
     if not person_ids:
         return 0
-    active = set()
-    for start in range(0, len(person_ids), 5000):
-        chunk = person_ids[start:start + 5000]
-        marks = ", ".join(f":p{i}" for i in range(len(chunk)))
-        active.update(r[0] for r in conn.execute(
-            sa.text(f"SELECT person_id FROM empi_person WHERE status = 'active' AND person_id IN ({marks})"),
-            {f"p{i}": v for i, v in enumerate(chunk)}))
-    rows = store.records_of_persons(conn, sorted(active))
-    frame = build(rows, cfg)
+    persons = store.persons_table(wh, conn, person_ids)
+    frame = build(store.records_of_persons(conn, persons), cfg)
     frame["updated_at"] = now
-    for start in range(0, len(person_ids), 5000):
-        chunk = person_ids[start:start + 5000]
-        marks = ", ".join(f":p{i}" for i in range(len(chunk)))
-        conn.execute(sa.text(f"DELETE FROM golden_person WHERE person_id IN ({marks})"),
-                     {f"p{i}": v for i, v in enumerate(chunk)})
+    conn.execute(sa.text(f"DELETE FROM golden_person WHERE person_id IN (SELECT person_id FROM {persons})"))
     if len(frame):
         frame["birth_date"] = pd.to_datetime(frame["birth_date"], errors="coerce").dt.date
         frame["records"] = frame["records"].astype("int64")

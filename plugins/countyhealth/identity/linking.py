@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> IdentityRunSummary:
     summary = IdentityRunSummary(run_id)
     settings = model.load_settings(model_path)
+    step = _Steps(summary.steps)
     with wh.begin() as conn:
         started = store.now()
         pending = store.to_link(conn)
@@ -23,18 +25,19 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         if not len(pending):
             _record_run(conn, summary, started, settings)
             return summary
+        step("read")
         new_f = features.build(pending)
         previous = {u: p for u, p in zip(new_f["unique_id"], pending["previous_person_id"]) if isinstance(p, str)}
-        new_ids = set(new_f["unique_id"])
-        cand_rows = store.candidates(conn, new_f, exclude=new_ids)
-        # records on the other side of a reviewer's decision are candidates too (their person must be known)
-        accepted, rejected = store.decisions(conn)
-        cand_f = features.build(cand_rows) if len(cand_rows) else features.build(pd.DataFrame(columns=store.PERSON_COLUMNS))
-        existing_person = dict(zip(cand_f["unique_id"], cand_rows["person_id"])) if len(cand_rows) else {}
+        step("features")
+        cand_f = store.candidates(wh, conn, new_f, exclude=set(new_f["unique_id"]))
+        existing_person = dict(zip(cand_f["unique_id"], cand_f.pop("person_id")))
+        accepted, rejected = store.decisions(conn)  # a reviewer's, honoured by every run
+        step("candidates")
         minter = store.next_person_ids(conn)
         result = engine.link(new_f, cand_f, existing_person, settings=settings,
                              thresholds=engine.Thresholds(cfg.auto_link, cfg.review), mint=lambda: next(minter),
                              previous_person=previous, accepted=accepted, rejected=rejected, backend=cfg.backend)
+        step("link")
         now = store.now()
         summary.blocked_by_guards = len(result.blocked)
         for kind, _ in result.link_kind.values():
@@ -47,11 +50,26 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         _write_persons(wh, conn, result, now, run_id, summary)
         _write_records(wh, conn, new_f, result, now, run_id)
         summary.queued_for_review = _write_review(conn, result, now, run_id)
+        step("write")
         touched = sorted({p for p in result.person_of.values()} | {to for _, _, to in result.moves}
                          | {frm for _, frm, _ in result.moves})
         golden.refresh(wh, conn, touched, cfg, now)
         _record_run(conn, summary, started, settings)
+        step("golden")
+    step("commit")
     return summary
+
+
+class _Steps:
+    """Seconds since the previous step, recorded under each step's name (the run's log line shows them)."""
+
+    def __init__(self, into: dict[str, float]):
+        self.into, self.last = into, time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.into[name] = round(now - self.last, 2)
+        self.last = now
 
 
 def _event(conn, kind, person, other, rec, reason, now, run_id):
@@ -116,6 +134,9 @@ def _write_records(wh, conn, new_f: pd.DataFrame, result: engine.LinkResult, now
     for table in ("identity_record", "person_link"):
         conn.execute(sa.text(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM _identity_new n WHERE "
                              f"n.source_id = {table}.source_id AND n.source_record_id = {table}.source_record_id)"))
+    stored = store.stored_features(new_f)
+    for c in store.FEATURE_COLUMNS:
+        frame[c] = stored[c].to_numpy()
     rec = frame[store.RECORD_COLUMNS].astype(object).where(frame[store.RECORD_COLUMNS].notna(), None)
     rec_table = pa.Table.from_pandas(rec, preserve_index=False, schema=_record_schema())
     wh.insert_arrow(conn, "identity_record", rec_table)

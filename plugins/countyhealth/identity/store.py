@@ -7,16 +7,22 @@ import datetime as dt
 import uuid
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
-from countyhealth import model
+from countyhealth import model, privacy
 from countyhealth.identity import features
 from countyhealth.identity import model as identity_model
 
-RECORD_COLUMNS = ["source_id", "source_record_id", "person_id", "batch_id", "name_std", "name_pinyin", "name_fuzzy",
-                  "surname_pinyin", "given_pinyin", "name_words", "sex", "birth_date", "birth_year", "id_hash",
-                  "id_valid", "id_foreign", "phone_hash", "health_record_number", "household_key",
-                  "house_number", "address_head", "address_tail", "link_kind", "match_probability", "linked_at", "run_id"]
+# what identity_record keeps of each linked record: the link, and every feature the model, the blocking rules and
+# the guards compare (so a night reads its candidates here and rebuilds nothing) — ID numbers only sealed or hashed,
+# phones only hashed
+FEATURE_COLUMNS = ["name_std", "name_pinyin", "name_fuzzy", "surname_pinyin", "given_pinyin", "name_words", "sex",
+                   "birth_date", "birth_year", "id_hash", "id_sealed", "id_valid", "id_foreign", "phone_hash",
+                   "health_record_number", "household_key", "township", "village", "house_number", "address_text",
+                   "address_head", "address_tail"]
+RECORD_COLUMNS = (["source_id", "source_record_id", "person_id", "batch_id"] + FEATURE_COLUMNS
+                  + ["link_kind", "match_probability", "linked_at", "run_id"])
 PERSON_COLUMNS = [f.name for f in model.fields("person")]
 
 # the blocking rules' keys as stored: ID numbers and phones only as keyed hashes (one home: model.BLOCKING_RULES)
@@ -30,6 +36,41 @@ def _frame(conn, sql: str, params: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
 
+def _arrow_frame(conn, sql: str) -> pd.DataFrame:
+    """A query without parameters as a frame of Python objects (None for missing); on DuckDB through Arrow, a
+    column at a time — hundreds of thousands of rows through SQLAlchemy's row objects take seconds."""
+    if conn.dialect.name != "duckdb":
+        frame = _frame(conn, sql)
+    else:
+        frame = conn.connection.driver_connection.sql(sql).to_arrow_table().to_pandas()
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def stored_features(feats: pd.DataFrame) -> pd.DataFrame:
+    """A feature frame (:func:`features.build`) → the feature columns identity_record keeps: the ID sealed."""
+    out = feats[[c for c in FEATURE_COLUMNS if c != "id_sealed"]].copy()
+    ids = feats["id18"].to_numpy(dtype=object)
+    sealed = privacy.seal_many(pd.unique(ids[pd.notna(ids)]))
+    out["id_sealed"] = [sealed.get(v) if isinstance(v, str) else None for v in ids]
+    return out[FEATURE_COLUMNS]
+
+
+def features_of(records: pd.DataFrame) -> pd.DataFrame:
+    """identity_record rows → the feature frame the engine compares (the inverse of :func:`stored_features`, less
+    what no comparison reads); a ``person_id`` column, when present, is kept."""
+    out = pd.DataFrame({c: records[c].to_numpy(dtype=object) for c in ["source_id", "source_record_id"]
+                        + FEATURE_COLUMNS + (["person_id"] if "person_id" in records else [])}, dtype=object)
+    out.insert(0, "unique_id", out["source_id"] + "|" + out["source_record_id"])
+    sealed = out.pop("id_sealed").to_numpy(dtype=object)
+    opened = privacy.unseal_many(pd.unique(sealed[pd.notna(sealed)]))
+    out["id18"] = [opened.get(v) if isinstance(v, str) else None for v in sealed]
+    out["phone"] = out["phone_hash"]  # phones are compared by their keyed hash (features.build)
+    for c in features.COLUMNS:
+        if c not in out:
+            out[c] = None  # not compared (the facility, the name's parts as written, the update time)
+    return out[features.COLUMNS + (["person_id"] if "person_id" in records else [])]
+
+
 def to_link(conn) -> pd.DataFrame:
     """Person rows never linked, or changed since their link (their batch differs from the one linked)."""
     cols = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
@@ -39,51 +80,56 @@ def to_link(conn) -> pd.DataFrame:
                         "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
 
 
-def candidates(conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
-    """Linked records sharing a blocking key with a new record, plus every record of the persons they belong
-    to (the guards judge whole persons), as person rows ready for feature building."""
-    if not len(new):
-        return pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
+def candidates(wh, conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
+    """The features of linked records sharing a blocking key with a new record, plus those of every record of the
+    persons they belong to (the guards judge whole persons), with their ``person_id`` — read from identity_record,
+    nothing rebuilt or decrypted."""
+    empty = features_of(pd.DataFrame(columns=["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS))
     # only the keys a new record carries can find anyone (a county's records leave the Latin-address keys empty)
-    present = [k for k in _CANDIDATE_KEYS if all(new[c].notna().any() for c in k)]
-    if not present:
-        return pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
+    present = [k for k in _CANDIDATE_KEYS if all(c in new and new[c].notna().any() for c in k)]
+    if not len(new) or not present:
+        return empty
     key_columns = sorted({c for k in _CANDIDATE_KEYS for c in k})
-    keys = new[sorted({c for k in present for c in k})].drop_duplicates()
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys ("
                          + ", ".join(f"{c} VARCHAR" for c in key_columns) + ")"))
     conn.execute(sa.text("DELETE FROM _identity_keys"))
-    records = keys.astype(object).where(keys.notna(), None).to_dict("records")
-    if records:
-        cols = list(keys.columns)
-        conn.execute(sa.text(f"INSERT INTO _identity_keys ({', '.join(cols)}) VALUES "
-                             f"({', '.join(':' + c for c in cols)})"), records)
+    keys = new[sorted({c for k in present for c in k})].drop_duplicates()
+    wh.insert_arrow(conn, "_identity_keys", pa.Table.from_pandas(keys.astype(object).where(keys.notna(), None),
+                                                                 preserve_index=False,
+                                                                 schema=pa.schema([(c, pa.string()) for c in keys])))
     # one equi-join per key, unioned: a join on "key1 OR key2 OR …" cannot hash and compares every new record
     # with every linked one (a night's 100k against 900k is 90 billion comparisons)
-    persons = _frame(conn, " UNION ".join(
-        "SELECT r.person_id FROM identity_record r JOIN _identity_keys k ON "
-        + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in present))
+    hit = " UNION ".join("SELECT r.person_id FROM identity_record r JOIN _identity_keys k ON "
+                         + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in present)
+    cols = ", ".join(f"r.{c}" for c in ["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS)
+    records = _arrow_frame(conn, f"SELECT {cols} FROM identity_record r WHERE r.person_id IN ({hit})")
     conn.execute(sa.text("DELETE FROM _identity_keys"))
-    if not len(persons):
-        return pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
-    return records_of_persons(conn, list(persons["person_id"]), exclude)
-
-
-def records_of_persons(conn, person_ids: list[str], exclude: set[str] | None = None) -> pd.DataFrame:
-    exclude = exclude or set()
-    cols = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
-    out = []
-    for start in range(0, len(person_ids), 5000):
-        chunk = person_ids[start:start + 5000]
-        marks = ", ".join(f":p{i}" for i in range(len(chunk)))
-        out.append(_frame(conn, f"SELECT {cols}, r.person_id FROM identity_record r JOIN person p "
-                                f"ON p.source_id = r.source_id AND p.source_record_id = r.source_record_id "
-                                f"WHERE r.person_id IN ({marks})", {f"p{i}": v for i, v in enumerate(chunk)}))
-    frame = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=PERSON_COLUMNS + ["person_id"])
-    if exclude and len(frame):
-        uid = frame["source_id"] + "|" + frame["source_record_id"]
-        frame = frame[~uid.isin(exclude)]
+    if not len(records):
+        return empty
+    frame = features_of(records)
+    if exclude:
+        frame = frame[~frame["unique_id"].isin(exclude)].reset_index(drop=True)
     return frame
+
+
+def persons_table(wh, conn, person_ids) -> str:
+    """These person ids in a temporary table (its name returned), for joins: a list of parameters in an ``IN``
+    is parsed and planned per chunk, and a night touches a hundred thousand persons."""
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_persons (person_id VARCHAR)"))
+    conn.execute(sa.text("DELETE FROM _identity_persons"))
+    wh.insert_arrow(conn, "_identity_persons", pa.table({"person_id": pa.array(list(person_ids), pa.string())}))
+    return "_identity_persons"
+
+
+def records_of_persons(conn, persons: str) -> pd.DataFrame:
+    """The person rows of the records of the active persons in table ``persons`` (:func:`persons_table`), with
+    what identity_record knows of each: ``person_id``, ``id_valid`` (a valid ID, the person's own), ``township``
+    and ``village``."""
+    cols = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
+    return _arrow_frame(conn, f"SELECT {cols}, r.person_id, r.id_valid, r.township, r.village FROM identity_record r "
+                              f"JOIN person p ON p.source_id = r.source_id AND p.source_record_id = r.source_record_id "
+                              f"JOIN empi_person e ON e.person_id = r.person_id AND e.status = 'active' "
+                              f"WHERE r.person_id IN (SELECT person_id FROM {persons})")
 
 
 def decisions(conn) -> tuple[set[frozenset], set[frozenset]]:

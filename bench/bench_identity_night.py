@@ -1,0 +1,110 @@
+"""The EMPI's nightly run as the pipeline runs it: ``identity.run`` on a real warehouse (DuckDB file, or
+PostgreSQL with ``--postgres``), timed step by step.
+
+    .venv/bin/python bench/bench_identity_night.py [--residents 100000] [--share 0.1] [--postgres]
+
+The simulated population (countyhealth.simulate.person_records, as bench_identity.py) is loaded the way the
+pipeline loads it — IDs and phones encrypted, keyed hashes beside them — less a random ``share`` of its records;
+a first identity run places those; then the share arrives (most of it records of residents already linked) and a
+second run places it: its person rows read, standardised (decrypting their IDs), candidates read from the identity
+tables, linked, links and events written, golden records refreshed, committed. bench_identity.py times the
+engine alone on frames; this is everything around it. Prints a Markdown section for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def load_people(wh, rows: list[dict], batch: str) -> float:
+    from countyhealth import model, privacy
+
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), 100_000):
+        chunk = [{**r, "batch_id": batch, "source_updated_at": None} for r in rows[start:start + 100_000]]
+        table = model.conform("person", pa.Table.from_pylist(chunk, schema=model.schema("person")))
+        wh.load("person", privacy.protect_person(table))
+    return time.perf_counter() - t0
+
+
+def links(wh) -> dict[str, str]:
+    with wh.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id || '|' || source_record_id, person_id FROM person_link")).all()
+    return dict(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--residents", type=int, default=100_000)
+    ap.add_argument("--share", type=float, default=0.1)
+    ap.add_argument("--postgres", action="store_true", help="a throw-away PostgreSQL cluster instead of DuckDB")
+    args = ap.parse_args()
+
+    from countyhealth import identity
+    from countyhealth.identity import evaluate
+    from countyhealth.simulate.person_records import person_records
+    from countyhealth.warehouse import Warehouse
+
+    recs, _ = person_records(args.residents, seed=7)
+    rows = [r.row for r in recs]
+    truth = {f"{r.row['source_id']}|{r.row['source_record_id']}": r.resident_key for r in recs}
+    tonight = np.zeros(len(rows), dtype=bool)
+    tonight[np.random.default_rng(11).choice(len(rows), int(len(rows) * args.share), replace=False)] = True
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = None
+        if args.postgres:
+            from pg import TempPostgres
+
+            pg = TempPostgres().start()
+            url = pg.create_database("bench")
+        else:
+            url = f"duckdb:///{tmp}/warehouse.duckdb"
+        try:
+            wh = Warehouse(url)
+            wh.migrate()
+            load_s = load_people(wh, [r for r, t in zip(rows, tonight) if not t], "before")
+            first = identity.run(wh)
+            before = links(wh)
+            night_load_s = load_people(wh, [r for r, t in zip(rows, tonight) if t], "tonight")
+            night = identity.run(wh)
+            after = links(wh)
+        finally:
+            if pg:
+                pg.stop()
+    changed = sum(1 for uid, person in before.items() if after.get(uid) != person)
+    score = evaluate.score(after, truth)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def steps(summary) -> str:
+        return ", ".join(f"{k} {v:.1f}" for k, v in summary.steps.items())
+
+    print(f"\n### EMPI nightly run on a {'PostgreSQL' if args.postgres else 'DuckDB'} warehouse: {args.residents:,} "
+          f"residents, {len(rows):,} records\n")
+    print(f"`.venv/bin/python bench/bench_identity_night.py --residents {args.residents} --share {args.share}"
+          f"{' --postgres' if args.postgres else ''}`. Person rows loaded (encrypted, hashed) in {load_s:.0f} s "
+          f"and {night_load_s:.0f} s.\n")
+    print("| run | records placed | against | new persons | merges | splits | queued | time s | steps s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print(f"| first | {first.records_considered:,} | 0 | {first.new_persons:,} | {first.merges} | {first.splits} | "
+          f"{first.queued_for_review:,} | {first.seconds:.1f} | {steps(first)} |")
+    print(f"| night | {night.records_considered:,} | {len(before):,} | {night.new_persons:,} | {night.merges} | "
+          f"{night.splits} | {night.queued_for_review:,} | {night.seconds:.1f} | {steps(night)} |")
+    print(f"\nAfter the night: precision {score.precision:.4f}, recall {score.recall:.4f}, F1 {score.f1:.4f}, "
+          f"{score.wrongly_merged_residents} wrongly merged, {score.split_residents} split; records linked before the "
+          f"night whose person id changed: {changed:,} (a merge redirects, never renumbers). Peak RSS {peak:,.0f} MB.")
+
+
+if __name__ == "__main__":
+    main()
