@@ -49,7 +49,7 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
                 summary.linked_manual += 1
         _write_persons(wh, conn, result, now, run_id, summary)
         _write_records(wh, conn, new_f, result, now, run_id)
-        summary.queued_for_review = _write_review(conn, result, now, run_id)
+        summary.queued_for_review = _write_review(wh, conn, result, now, run_id)
         step("write")
         touched = sorted({p for p in result.person_of.values()} | {to for _, _, to in result.moves}
                          | {frm for _, frm, _ in result.moves})
@@ -154,22 +154,25 @@ def _record_schema() -> pa.Schema:
     return pa.schema([(c, types.get(c, s)) for c in store.RECORD_COLUMNS])
 
 
-def _write_review(conn, result: engine.LinkResult, now, run_id: str) -> int:
-    n = 0
+def _write_review(wh, conn, result: engine.LinkResult, now, run_id: str) -> int:
+    """Queue the run's uncertain pairs not queued before (a pair's id is stable, whichever run finds it)."""
+    known = {r[0] for r in conn.execute(sa.text("SELECT pair_id FROM identity_review")).fetchall()}
+    rows: dict[str, tuple] = {}
     for edge in result.review:
         pid = engine.pair_id(edge.left, edge.right)
-        exists = conn.execute(sa.text("SELECT 1 FROM identity_review WHERE pair_id = :p"), {"p": pid}).fetchall()
-        if exists:
-            continue
-        ls, lr = edge.left.split("|", 1)
-        rs, rr = edge.right.split("|", 1)
-        conn.execute(sa.text("INSERT INTO identity_review (pair_id, left_source_id, left_source_record_id, "
-                             "right_source_id, right_source_record_id, match_probability, evidence, status, created_at, "
-                             "run_id) VALUES (:p, :ls, :lr, :rs, :rr, :m, :e, 'open', :t, :r)"),
-                     {"p": pid, "ls": ls, "lr": lr, "rs": rs, "rr": rr, "m": edge.probability, "e": edge.evidence,
-                      "t": now, "r": run_id})
-        n += 1
-    return n
+        if pid not in known and pid not in rows:
+            rows[pid] = (*edge.left.split("|", 1), *edge.right.split("|", 1), edge.probability, edge.evidence)
+    if rows:
+        columns = list(zip(*rows.values()))
+        n = len(rows)
+        wh.insert_arrow(conn, "identity_review", pa.table({
+            "pair_id": pa.array(list(rows), pa.string()),
+            **{name: pa.array(columns[i], pa.string()) for i, name in enumerate(
+                ["left_source_id", "left_source_record_id", "right_source_id", "right_source_record_id"])},
+            "match_probability": pa.array(columns[4], pa.float64()), "evidence": pa.array(columns[5], pa.string()),
+            "status": pa.array(["open"] * n), "created_at": pa.array([now] * n, pa.timestamp("us")),
+            "run_id": pa.array([run_id] * n)}))
+    return len(rows)
 
 
 def _record_run(conn, summary: IdentityRunSummary, started, settings: dict) -> None:
