@@ -4,6 +4,7 @@ golden records."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from countyhealth.warehouse import Warehouse
 
 from helpers import load_people, person_of
 
+_MIGRATION_0009 = (Path(__file__).resolve().parents[2] / "sql" / "duckdb" / "0009_identity_stored_features.sql").read_text()
 ID_A = "350125198001011238"  # valid, male 1980-01-01
 ID_B = "350125198001011254"  # valid, male 1980-01-01, another man
 MOTHER = "350125199503040020"  # valid, female 1995-03-04
@@ -134,6 +136,52 @@ def test_a_night_reads_its_candidates_from_the_identity_tables_and_decrypts_none
     assert candidate["phone"] == privacy.keyed_hash("13600000003", "phone")
     assert len(decrypted) == 1  # the night's own record's ID, none of its candidates'
     assert person_of(wh, "his_h350125001", "P9") == person_of(wh, "public_health", "D1")
+
+
+def test_a_changed_record_keeps_its_person_id_unless_the_evidence_moves_it(wh):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011"),
+                     rec("public_health", "D2", "林芳", dt.date(1990, 2, 3), sex="2", phone="13700000009"),
+                     rec("his_h350125001", "P2", "林芳", dt.date(1990, 2, 3), sex="2", phone="13700000009")])
+    identity.run(wh)
+    alone, pair = person_of(wh, "public_health", "D1"), person_of(wh, "public_health", "D2")
+    # D1 (its person's only record) and both of D2's person's records change: a new phone, a new address
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011",
+                         phone="13600000004"),
+                     rec("public_health", "D2", "林芳", dt.date(1990, 2, 3), sex="2", phone="13700000009",
+                         address="福建省福州市永泰县樟城镇上溪村50号"),
+                     rec("his_h350125001", "P2", "林芳", dt.date(1990, 2, 3), sex="2", phone="13700000009",
+                         address="福建省福州市永泰县樟城镇上溪村50号")])
+    s = identity.run(wh)
+    assert s.records_considered == 3 and s.new_persons == 0 and s.merges == 0 and s.splits == 0
+    assert person_of(wh, "public_health", "D1") == alone
+    assert person_of(wh, "public_health", "D2") == person_of(wh, "his_h350125001", "P2") == pair
+    # D2 becomes someone else entirely: it leaves the person P2 still holds, under a fresh id (a split)
+    load_people(wh, [rec("public_health", "D2", "黄国华", dt.date(1948, 9, 9), sex="1")])
+    s = identity.run(wh)
+    assert s.new_persons == 1 and s.splits == 1
+    assert person_of(wh, "his_h350125001", "P2") == pair != person_of(wh, "public_health", "D2")
+
+
+def test_records_linked_before_features_were_kept_are_placed_again_with_their_ids(wh):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011"),
+                     rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011"),
+                     rec("his_h350125001", "P8", "林芳", dt.date(1990, 2, 3), sex="2")])
+    identity.run(wh)
+    before = {r: person_of(wh, s, r) for s, r in (("public_health", "D1"), ("his_h350125001", "P9"),
+                                                  ("his_h350125001", "P8"))}
+    with wh.begin() as conn:  # as a warehouse linked before migration 0009 looks after it
+        conn.execute(sa.text("UPDATE identity_record SET township = NULL, village = NULL, address_text = NULL, "
+                             "id_sealed = NULL"))
+        replace_all = "UPDATE identity_record SET batch_id = NULL"
+        assert replace_all + ";" in _MIGRATION_0009
+        conn.execute(sa.text(replace_all))
+    again = identity.run(wh)
+    assert again.records_considered == 3 and again.new_persons == 0 and again.merges == 0
+    assert {r: person_of(wh, s, r) for s, r in (("public_health", "D1"), ("his_h350125001", "P9"),
+                                                ("his_h350125001", "P8"))} == before
+    with wh.engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT count(id_sealed), count(village) FROM identity_record")).one()
+    assert tuple(kept) == (2, 3)
 
 
 def test_review_decisions_are_honoured_by_later_runs(wh, monkeypatch):

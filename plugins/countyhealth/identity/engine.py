@@ -18,6 +18,7 @@ import math
 import os
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -521,6 +522,8 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     new_uids = uids.to_numpy(dtype=object)[is_new]
     result.link_kind.update(zip(new_uids, ((k, None if p != p else float(p))
                                            for k, p in zip(kind_of[is_new], p_of[is_new]))))
+    if previous_person:
+        _keep_previous_ids(result, previous_person, existing_person)
     for uid, old in previous_person.items():
         to = result.person_of.get(uid)
         if uid in new_set and old and to and old != to:
@@ -610,6 +613,38 @@ def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray
         new_groups, first_new = np.unique(group[is_new], return_index=True)
         via[new_groups] = uids[is_new][first_new]
         result.merges.extend(zip(survivor[pair_group[merged]], names[pair_rank[merged]], via[pair_group[merged]]))
+
+
+def _keep_previous_ids(result: LinkResult, previous_person: dict[str, str], existing_person: dict[str, str]) -> None:
+    """A group of re-placed records only — a changed record whose person has no other record, or a person all of
+    whose records changed at once — keeps the person its records were in, not a fresh id and a redirect, when no
+    other record holds that person still (the caller hands over every other record of those persons, so "no other
+    record" is known): an id changes only when the evidence moves records."""
+    minted = set(result.new_persons)
+    if not minted:
+        return
+    held = set(existing_person.values())
+    previous_of: dict[str, list[str]] = {}
+    members: dict[str, list[str]] = {}
+    for uid, person in result.person_of.items():
+        if person in minted:
+            members.setdefault(person, []).append(uid)
+            if previous_person.get(uid):
+                previous_of.setdefault(person, []).append(previous_person[uid])
+        else:
+            held.add(person)
+    renamed = set()
+    for fresh in result.new_persons:  # in minting order: the same night gives the same ids
+        counts = Counter(p for p in previous_of.get(fresh, ()) if p not in held)
+        if not counts:
+            continue
+        kept = min(counts, key=lambda p: (-counts[p], p))  # the person most of its records were in
+        held.add(kept)
+        renamed.add(fresh)
+        for uid in members[fresh]:
+            result.person_of[uid] = kept
+    if renamed:
+        result.new_persons = [p for p in result.new_persons if p not in renamed]
 
 
 def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[str, str], thresholds: Thresholds,

@@ -29,7 +29,7 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         new_f = features.build(pending)
         previous = {u: p for u, p in zip(new_f["unique_id"], pending["previous_person_id"]) if isinstance(p, str)}
         step("features")
-        cand_f = store.candidates(wh, conn, new_f, exclude=set(new_f["unique_id"]))
+        cand_f = store.candidates(wh, conn, new_f, exclude=set(new_f["unique_id"]), previous=set(previous.values()))
         existing_person = dict(zip(cand_f["unique_id"], cand_f.pop("person_id")))
         accepted, rejected = store.decisions(conn)  # a reviewer's, honoured by every run
         step("candidates")

@@ -80,29 +80,34 @@ def to_link(conn) -> pd.DataFrame:
                         "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
 
 
-def candidates(wh, conn, new: pd.DataFrame, exclude: set[str]) -> pd.DataFrame:
+def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str] = frozenset()) -> pd.DataFrame:
     """The features of linked records sharing a blocking key with a new record, plus those of every record of the
-    persons they belong to (the guards judge whole persons), with their ``person_id`` — read from identity_record,
-    nothing rebuilt or decrypted."""
+    persons they belong to (the guards judge whole persons) and of the ``previous`` persons of changed records
+    (whether anything still holds them decides whether a changed record keeps its id), with their ``person_id`` —
+    read from identity_record, nothing rebuilt or decrypted."""
     empty = features_of(pd.DataFrame(columns=["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS))
     # only the keys a new record carries can find anyone (a county's records leave the Latin-address keys empty)
     present = [k for k in _CANDIDATE_KEYS if all(c in new and new[c].notna().any() for c in k)]
-    if not len(new) or not present:
-        return empty
+    if not len(new) or not (present or previous) or not conn.execute(
+            sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
+        return empty  # (the first run: nothing linked yet to select from)
     key_columns = sorted({c for k in _CANDIDATE_KEYS for c in k})
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys ("
                          + ", ".join(f"{c} VARCHAR" for c in key_columns) + ")"))
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     keys = new[sorted({c for k in present for c in k})].drop_duplicates()
-    wh.insert_arrow(conn, "_identity_keys", pa.Table.from_pandas(keys.astype(object).where(keys.notna(), None),
-                                                                 preserve_index=False,
-                                                                 schema=pa.schema([(c, pa.string()) for c in keys])))
+    if present:
+        wh.insert_arrow(conn, "_identity_keys", pa.Table.from_pandas(
+            keys.astype(object).where(keys.notna(), None), preserve_index=False,
+            schema=pa.schema([(c, pa.string()) for c in keys])))
     # one equi-join per key, unioned: a join on "key1 OR key2 OR …" cannot hash and compares every new record
     # with every linked one (a night's 100k against 900k is 90 billion comparisons)
-    hit = " UNION ".join("SELECT r.person_id FROM identity_record r JOIN _identity_keys k ON "
-                         + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in present)
+    hit = ["SELECT r.person_id FROM identity_record r JOIN _identity_keys k ON "
+           + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in present]
+    if previous:
+        hit.append(f"SELECT person_id FROM {persons_table(wh, conn, sorted(previous))}")
     cols = ", ".join(f"r.{c}" for c in ["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS)
-    records = _arrow_frame(conn, f"SELECT {cols} FROM identity_record r WHERE r.person_id IN ({hit})")
+    records = _arrow_frame(conn, f"SELECT {cols} FROM identity_record r WHERE r.person_id IN ({' UNION '.join(hit)})")
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     if not len(records):
         return empty
