@@ -75,9 +75,9 @@ def to_link(conn) -> pd.DataFrame:
     """Person rows never linked, or changed since their link (their batch differs from the one linked)."""
     cols = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
     return _arrow_frame(conn, f"SELECT {cols}, r.person_id AS previous_person_id FROM person p "
-                        "LEFT JOIN identity_record r ON r.source_id = p.source_id "
-                        "AND r.source_record_id = p.source_record_id "
-                        "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
+                              "LEFT JOIN identity_record r ON r.source_id = p.source_id "
+                              "AND r.source_record_id = p.source_record_id "
+                              "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
 
 
 def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str] = frozenset()) -> pd.DataFrame:
