@@ -518,12 +518,11 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
             final[rows.at(uid)] = n + rows.at(root)
         for uid, (kind, p) in best.items():
             kind_of[rows.at(uid)], p_of[rows.at(uid)] = kind, p
-    _assign_persons(result, records, final, is_new, person_code, np.asarray(person_ids, dtype=object), mint)
+    _assign_persons(result, records, final, is_new, person_code, np.asarray(person_ids, dtype=object), mint,
+                    previous_person, held=set(existing_person.values()))
     new_uids = uids.to_numpy(dtype=object)[is_new]
     result.link_kind.update(zip(new_uids, ((k, None if p != p else float(p))
                                            for k, p in zip(kind_of[is_new], p_of[is_new]))))
-    if previous_person:
-        _keep_previous_ids(result, previous_person, existing_person)
     for uid, old in previous_person.items():
         to = result.person_of.get(uid)
         if uid in new_set and old and to and old != to:
@@ -580,10 +579,12 @@ def _cluster_edge_by_edge(take: pd.DataFrame, rows: _Rows, new_set: set[str], ex
 
 
 def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray, is_new: np.ndarray,
-                    rank: np.ndarray, names: np.ndarray, mint) -> None:
+                    rank: np.ndarray, names: np.ndarray, mint, previous_person: dict[str, str], *,
+                    held: set[str]) -> None:
     """Persons for the groups (``final``: a group label per record) that hold new records or join existing
     persons: the oldest existing id survives (the others redirect to it, recorded as merges, via the group's first
-    new record); a group of new records only gets a fresh id, minted in the order records came. A group of one
+    new record); a group of new records only gets its records' previous person or a fresh id (:func:`_fresh_ids`;
+    ``held``: every linked record's person). A group of one
     existing person that nothing new reached needs no visit. ``rank``: each record's existing person as a code
     into ``names`` (sorted; -1 for none). Column-wise: from scratch, a million groups."""
     group, _ = pd.factorize(final)  # numbered in order of first record
@@ -599,12 +600,12 @@ def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray
     emit = has_new | (n_persons >= 2)
     survivor = np.full(n_groups, None, dtype=object)
     survivor[lowest >= 0] = names[lowest[lowest >= 0]]
+    uids = records["unique_id"].to_numpy(dtype=object)
     fresh = np.flatnonzero(emit & (lowest < 0))
-    minted = [mint() for _ in range(len(fresh))]
-    survivor[fresh] = minted
+    ids, minted = _fresh_ids(fresh, group, uids, is_new, previous_person, held, mint)
+    survivor[fresh] = ids
     result.new_persons.extend(minted)
     members = emit[group]
-    uids = records["unique_id"].to_numpy(dtype=object)
     result.person_of.update(zip(uids[members], survivor[group[members]]))
     merged = emit[pair_group] & (pair_rank != lowest[pair_group])
     if merged.any():
@@ -615,36 +616,30 @@ def _assign_persons(result: LinkResult, records: pd.DataFrame, final: np.ndarray
         result.merges.extend(zip(survivor[pair_group[merged]], names[pair_rank[merged]], via[pair_group[merged]]))
 
 
-def _keep_previous_ids(result: LinkResult, previous_person: dict[str, str], existing_person: dict[str, str]) -> None:
-    """A group of re-placed records only — a changed record whose person has no other record, or a person all of
-    whose records changed at once — keeps the person its records were in, not a fresh id and a redirect, when no
-    other record holds that person still (the caller hands over every other record of those persons, so "no other
-    record" is known): an id changes only when the evidence moves records."""
-    minted = set(result.new_persons)
-    if not minted:
-        return
-    held = set(existing_person.values())
-    previous_of: dict[str, list[str]] = {}
-    members: dict[str, list[str]] = {}
-    for uid, person in result.person_of.items():
-        if person in minted:
-            members.setdefault(person, []).append(uid)
-            if previous_person.get(uid):
-                previous_of.setdefault(person, []).append(previous_person[uid])
+def _fresh_ids(fresh: np.ndarray, group: np.ndarray, uids: np.ndarray, is_new: np.ndarray,
+               previous_person: dict[str, str], held: set[str], mint) -> tuple[list[str], list[str]]:
+    """Ids for the groups in ``fresh`` (no linked record in them), and which of them were minted. A group of
+    re-placed records only — a changed record whose person has no other record, or a person all of whose records
+    changed at once — keeps the person most of its records were in, when nothing in ``held`` (every person a
+    linked record still stands in: the caller hands over all records of those persons) holds it still: an id
+    changes only when the evidence moves records. Other groups get a fresh id, minted in the order records came."""
+    previous_of: dict[int, list[str]] = {}
+    if previous_person:
+        for i in np.flatnonzero(is_new):
+            before = previous_person.get(uids[i])
+            if before:
+                previous_of.setdefault(int(group[i]), []).append(before)
+    ids, minted = [], []
+    for g in fresh:
+        counts = Counter(p for p in previous_of.get(int(g), ()) if p not in held)
+        if counts:
+            kept = min(counts, key=lambda p: (-counts[p], p))
+            held.add(kept)
+            ids.append(kept)
         else:
-            held.add(person)
-    renamed = set()
-    for fresh in result.new_persons:  # in minting order: the same night gives the same ids
-        counts = Counter(p for p in previous_of.get(fresh, ()) if p not in held)
-        if not counts:
-            continue
-        kept = min(counts, key=lambda p: (-counts[p], p))  # the person most of its records were in
-        held.add(kept)
-        renamed.add(fresh)
-        for uid in members[fresh]:
-            result.person_of[uid] = kept
-    if renamed:
-        result.new_persons = [p for p in result.new_persons if p not in renamed]
+            minted.append(mint())
+            ids.append(minted[-1])
+    return ids, minted
 
 
 def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[str, str], thresholds: Thresholds,
