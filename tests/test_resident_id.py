@@ -1,7 +1,9 @@
 """GB 11643 resident ID rules."""
 
 import datetime as dt
+import random
 
+import numpy as np
 import pytest
 
 from countyhealth import privacy
@@ -95,3 +97,49 @@ def test_sealed_ids_are_deterministic_open_with_the_key_and_refuse_another(monke
     assert "1101051949" not in str(err.value)
     with pytest.raises(ValueError, match="migrat"):  # a value stored before identity records kept sealed IDs
         privacy.unseal_many(["11010519491231002X"])
+
+
+def _mutations(rng: random.Random, n: int) -> list:
+    """Well-formed IDs and the ways they arrive damaged: every kind of whitespace, full-width and other scripts'
+    digits, a lower-case x, the 15-digit form, impossible and future birth dates, wrong check characters."""
+    out: list = [None, float("nan"), "", " ", "\u3000", 350125198001011234, "abc", "X" * 18, "000000000000000000"]
+    for _ in range(n):
+        born = dt.date(1870, 1, 1) + dt.timedelta(days=rng.randrange(0, 60000))  # some before 1880, some future
+        good = rid.make(f"{rng.randrange(11, 66)}{rng.randrange(10**4):04d}", born, rng.randrange(1000))
+        pick = rng.randrange(12)
+        if pick == 0:
+            good = good[:17] + rng.choice("0123456789Xx")
+        elif pick == 1:
+            good = good[:6] + good[8:17]  # the old form
+        elif pick == 2:
+            good = good[:10] + f"{rng.randrange(0, 40):02d}" + good[12:]  # month 00, 13..39
+        elif pick == 3:
+            good = good.translate({ord(c): 0xFF10 + int(c) for c in "0123456789"})
+        elif pick == 4:
+            at = rng.randrange(19)
+            good = good[:at] + rng.choice([" ", "\t", "-", "\u3000", "\x0b", "\x1c", "/", "\xa0"]) + good[at:]
+        elif pick == 5:
+            good = good[:-1]
+        elif pick == 6:
+            good = good.replace("1", "\u0661")  # Arabic-Indic one: a digit to Python, not ASCII
+        out.append(good)
+    return out
+
+
+def test_parse_many_gives_parse_s_answers_for_every_value():
+    values = _mutations(random.Random(5), 6000)
+    today = dt.date(2026, 1, 1)
+    got = rid.parse_many(values + values[::7], today=today)  # repeats come out alike
+    for i, v in enumerate(values + values[::7]):
+        p = rid.parse(v if isinstance(v, str) else (None if v is None or v != v else str(v)), today=today)
+        assert (got.id18[i], bool(got.valid[i]), bool(got.was_15[i])) == (p.id18, p.valid, p.was_15), repr(v)
+        if p.valid:
+            assert got.birth_date[i] == np.datetime64(p.birth_date, "D") and got.sex[i] == p.sex, repr(v)
+        else:
+            assert np.isnat(got.birth_date[i]) and got.sex[i] is None, repr(v)
+    assert 0.2 < got.valid.mean() < 0.8  # the variants exercise both answers
+
+
+def test_parse_many_of_nothing():
+    got = rid.parse_many([])
+    assert len(got.id18) == len(got.valid) == len(got.birth_date) == 0

@@ -111,13 +111,14 @@ def decrypt(token: str | None) -> str | None:
 
 def decrypt_many(tokens) -> dict[str, str]:
     """:func:`decrypt` of many values at once: distinct value → plaintext (the key derived once)."""
-    sealed = [t for t in tokens if isinstance(t, str) and t.startswith(_SEALED_PREFIX) and is_encrypted(t)]
+    tokens = [t for t in set(tokens) if t is not None]
+    sealed = [t for t in tokens if t.startswith(_SEALED_PREFIX) and is_encrypted(t)]
     out = unseal_many(sealed)
     fernet = None
     for token in tokens:
-        if token is None or token in out:
+        if token in out:
             continue
-        if is_encrypted(token):  # written before sealing replaced Fernet
+        if token.startswith(_FERNET_PREFIX) and is_encrypted(token):  # written before sealing replaced Fernet
             fernet = fernet or _keys(_secret())[1]
             out[token] = fernet.decrypt(token.encode()).decode()
         else:

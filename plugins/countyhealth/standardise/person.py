@@ -150,18 +150,19 @@ def fuzzy_pinyin(pinyin: str | None) -> str | None:
     """Fold the sound pairs southern speakers merge, syllable by syllable."""
     if not pinyin:
         return None
-    out = []
-    for syl in pinyin.split():
-        for a, b in _FUZZY_INITIALS:
-            if syl.startswith(a):
-                syl = b + syl[len(a):]
-                break
-        for a, b in _FUZZY_FINALS:
-            if syl.endswith(a):
-                syl = syl[: -len(a)] + b
-                break
-        out.append(syl)
-    return " ".join(out)
+    return " ".join(map(_fuzzy_syllable, pinyin.split()))
+
+
+@lru_cache(maxsize=20_000)  # Mandarin has ~400 syllables; Latin names add their words
+def _fuzzy_syllable(syl: str) -> str:
+    for a, b in _FUZZY_INITIALS:
+        if syl.startswith(a):
+            syl = b + syl[len(a):]
+            break
+    for a, b in _FUZZY_FINALS:
+        if syl.endswith(a):
+            return syl[: -len(a)] + b
+    return syl
 
 
 # ---- IDs, phones, addresses -------------------------------------------------------------------------------
@@ -218,6 +219,8 @@ def normalise_phone(raw: str | None) -> str | None:
     (0591 12345678 → 059112345678). Too short to be a phone → None."""
     if raw is None:
         return None
+    if raw.__class__ is str and len(raw) == 11 and raw.isascii() and raw.isdigit() and raw[0] == "1" and raw[1] in "3456789":
+        return raw  # most phones: a mobile typed as it should be
     text = str(raw).translate(_FULLWIDTH)
     text = re.sub(r"[\s\-()（）]", "", text)
     text = _PHONE_PREFIX.sub("", text) if len(re.sub(r"\D", "", text)) > 11 else text

@@ -4,14 +4,13 @@ Each takes columns of one chunk and returns a boolean Series (True = the row pas
 in :mod:`.expectations` call them, so GX runs exactly this code; keeping them free of GX lets the validation
 benchmark time the same rules without GX's machinery, and keeps them readable.
 
-Nothing here loops over rows in Python: work that is not vectorisable (parsing an ID, finding a lab item)
-runs once per distinct value — a patient's ID repeats over their rows, a county has a few hundred local lab
-codes — and is mapped back with a hash lookup.
+Nothing here loops over rows in Python: resident IDs are parsed a column at a time
+(:func:`countyhealth.resident_id.parse_many`), and work that is not vectorisable (finding a lab item) runs once
+per distinct value — a county has a few hundred local lab codes — and is mapped back with a hash lookup.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,65 +27,13 @@ def per_unique(series: pd.Series, fn: Callable) -> pd.Series:
 
 # ---- resident ID (GB 11643) ----------------------------------------------------------------------------------
 
-_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
-_CHECK = np.array(list("10X98765432"), dtype=object)
-_FULLWIDTH_PAIRS = [(chr(0xFF10 + i), str(i)) for i in range(10)] + [("Ｘ", "X"), ("ｘ", "X")]  # typed on IMEs
-
-
 def parse_ids(ids: pd.Series) -> pd.DataFrame:
-    """:func:`countyhealth.resident_id.parse` for a whole column at once (same rules, same answers — a test
-    compares them): ``valid``, ``was_15``, ``birth`` (datetime64, NaT unless valid) and ``sex`` ("1"/"2",
-    None unless valid), one row per input row; null IDs give ``valid`` False. Parsing one ID in Python costs
-    ~40 µs (8 s for a 200k-row person chunk); Arrow string kernels and a numpy dot product do it in ~0.1 s."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    codes, uniq = pd.factorize(ids.astype(object), use_na_sentinel=True)  # each distinct ID once
-    raw = pa.array([str(v) for v in uniq], pa.string())
-    norm = pc.utf8_trim_whitespace(raw)
-    for wide, narrow in _FULLWIDTH_PAIRS:
-        norm = pc.replace_substring(norm, wide, narrow)
-    norm = pc.utf8_upper(pc.replace_substring_regex(norm, r"[\s\-]", ""))
-    exotic = pc.invert(pc.string_is_ascii(norm)).to_numpy(zero_copy_only=False)  # other scripts' digits: parse()
-    is15 = pc.match_substring_regex(norm, r"^[0-9]{15}$").to_numpy(zero_copy_only=False) & ~exotic
-    is18 = pc.match_substring_regex(norm, r"^[0-9]{17}[0-9X]$").to_numpy(zero_copy_only=False) & ~exotic
-    ok = is15 | is18
-    n = len(uniq)
-    valid = np.zeros(n, dtype=bool)
-    birth = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
-    sex = np.full(n, None, dtype=object)
-    if ok.any():
-        sel = norm.filter(pa.array(ok))
-        sel15 = is15[ok]
-        first17 = pc.if_else(pa.array(sel15), pc.binary_join_element_wise(
-            pc.utf8_slice_codeunits(sel, 0, 6), "19", pc.utf8_slice_codeunits(sel, 6, 15), ""),
-            pc.utf8_slice_codeunits(sel, 0, 17))
-        digits = (np.frombuffer("".join(first17.to_pylist()).encode("ascii"), dtype=np.uint8)
-                  .reshape(-1, 17).astype(np.int64) - 48)
-        expected = _CHECK[(digits @ _WEIGHTS) % 11]
-        given = np.asarray(pc.utf8_slice_codeunits(sel, 17, 18).to_pylist(), dtype=object)
-        check_ok = sel15 | (given == expected)
-        born = pd.to_datetime(pd.Series(pc.utf8_slice_codeunits(first17, 6, 14).to_pylist()), format="%Y%m%d",
-                              errors="coerce")
-        born_ok = (born.notna() & (born <= pd.Timestamp(dt.date.today())) & (born.dt.year >= 1880)).to_numpy()
-        good = check_ok & born_ok
-        idx = np.flatnonzero(ok)
-        valid[idx] = good
-        birth[idx[good]] = born.to_numpy(dtype="datetime64[ns]")[good]
-        sex[idx[good]] = np.where(digits[good, 16] % 2 == 1, "1", "2")
-    for i in np.flatnonzero(exotic):  # rare: the one-at-a-time parser decides
-        p = resident_id.parse(str(uniq[i]))
-        if p.valid:
-            valid[i], birth[i], sex[i] = True, np.datetime64(p.birth_date, "ns"), p.sex
-    was_15 = is15 & valid
-    has = codes >= 0
-    pick = np.where(has, codes, 0)
-    out = pd.DataFrame({"valid": valid[pick] & has if n else np.zeros(len(ids), bool),
-                        "was_15": was_15[pick] & has if n else np.zeros(len(ids), bool),
-                        "birth": np.where(has, birth[pick], np.datetime64("NaT")) if n else pd.NaT,
-                        "sex": np.where(has, sex[pick], None) if n else None}, index=ids.index)
-    out["birth"] = out["birth"].astype("datetime64[ns]")
-    return out
+    """:func:`countyhealth.resident_id.parse_many` as a frame on the column's index: ``valid``, ``was_15`` (a valid
+    ID in the old form), ``birth`` (datetime64, NaT unless valid) and ``sex`` ("1"/"2", None unless valid); null
+    IDs give ``valid`` False."""
+    p = resident_id.parse_many(ids.to_numpy(dtype=object))
+    return pd.DataFrame({"valid": p.valid, "was_15": p.was_15 & p.valid, "birth": p.birth_date.astype("datetime64[ns]"),
+                         "sex": p.sex}, index=ids.index)
 
 
 def resident_id_valid(ids: pd.Series) -> pd.Series:
