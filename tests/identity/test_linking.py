@@ -55,6 +55,31 @@ def test_same_resident_across_sources_links_and_golden_record_follows_trust(wh):
     assert g["id_number"] != ID_A and g["id_number_hash"]  # ciphertext + hash, never plaintext
 
 
+def test_golden_record_takes_each_attribute_from_the_most_trusted_then_latest_record_that_has_it(wh):
+    day = dt.datetime(2026, 3, 1, 8)
+    load_people(wh, [rec("public_health", "D1", "陈伟", dt.date(1980, 1, 1), id_number=ID_A, phone="12", address=None,
+                         hrn="35012510100100001")], updated=day)
+    load_people(wh, [rec("his_h350125001", "P1", "陈伟", dt.date(1980, 1, 1), id_number=ID_A, phone="13912345678",
+                         address="福建省福州市永泰县樟城镇上溪村12号")], updated=day + dt.timedelta(days=1))
+    load_people(wh, [rec("his_h350125001", "P2", "陈伟", dt.date(1980, 1, 1), id_number=ID_A, phone="13987654321",
+                         address=None)], updated=day + dt.timedelta(days=2))
+    load_people(wh, [rec("his_w350125101", "Q1", "陳偉", dt.date(1980, 1, 1), id_number=ID_A, phone="13800000000",
+                         address="福建省福州市永泰县城峰镇三捷村5号")], updated=day + dt.timedelta(days=3))
+    identity.run(wh)
+    person = person_of(wh, "public_health", "D1")
+    assert {person_of(wh, "his_h350125001", r) for r in ("P1", "P2")} | {person_of(wh, "his_w350125101", "Q1")} == {person}
+    with wh.engine.connect() as conn:
+        g = conn.execute(sa.text("SELECT * FROM golden_person WHERE person_id = :p"), {"p": person}).mappings().one()
+    assert (g["name"], g["name_source_id"]) == ("陈伟", "public_health")  # trusted over the newer his_w spelling
+    assert privacy.decrypt(g["id_number"]) == ID_A and g["id_number_source_id"] == "public_health"
+    # public_health's "12" is no phone (no hash): the next source in trust, its most recent record
+    assert privacy.decrypt(g["phone"]) == "13987654321" and g["phone_source_id"] == "his_h350125001"
+    assert g["phone_hash"] == privacy.keyed_hash("13987654321", "phone")
+    # the newest his_h record has no address: its older one, with the township and village of that address
+    assert (g["address_source_id"], g["address_township"], g["address_village"]) == ("his_h350125001", "樟城镇", "上溪村")
+    assert g["health_record_number_source_id"] == "public_health" and (g["records"], g["sources"]) == (4, 3)
+
+
 def test_two_different_valid_ids_never_auto_link(wh):
     load_people(wh, [
         rec("his_h350125001", "P1", "陈伟", dt.date(1980, 1, 1), id_number=ID_A, phone="13912345678"),

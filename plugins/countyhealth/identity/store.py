@@ -126,17 +126,6 @@ def persons_table(wh, conn, person_ids) -> str:
     return "_identity_persons"
 
 
-def records_of_persons(conn, persons: str) -> pd.DataFrame:
-    """The person rows of the records of the active persons in table ``persons`` (:func:`persons_table`), with
-    what identity_record knows of each: ``person_id``, ``id_valid`` (a valid ID, the person's own), ``township``
-    and ``village``."""
-    cols = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
-    return _arrow_frame(conn, f"SELECT {cols}, r.person_id, r.id_valid, r.township, r.village FROM identity_record r "
-                              f"JOIN person p ON p.source_id = r.source_id AND p.source_record_id = r.source_record_id "
-                              f"JOIN empi_person e ON e.person_id = r.person_id AND e.status = 'active' "
-                              f"WHERE r.person_id IN (SELECT person_id FROM {persons})")
-
-
 def decisions(conn) -> tuple[set[frozenset], set[frozenset]]:
     rows = conn.execute(sa.text("SELECT left_source_id, left_source_record_id, right_source_id, "
                                 "right_source_record_id, status FROM identity_review WHERE status IN "
