@@ -43,7 +43,12 @@ def _arrow_frame(conn, sql: str) -> pd.DataFrame:
         frame = _frame(conn, sql)
     else:
         frame = conn.connection.driver_connection.sql(sql).to_arrow_table().to_pandas()
-    return frame.astype(object).where(frame.notna(), None)
+    for column in frame.columns:  # strings come as objects with None already; numbers, bools, times do not
+        if frame[column].dtype != object:
+            values = frame[column].to_numpy(dtype=object)
+            values[pd.isna(values)] = None
+            frame[column] = values
+    return frame
 
 
 def stored_features(feats: pd.DataFrame) -> pd.DataFrame:
@@ -111,10 +116,11 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     if not len(records):
         return empty
-    frame = features_of(records)
-    if exclude:
-        frame = frame[~frame["unique_id"].isin(exclude)].reset_index(drop=True)
-    return frame
+    if exclude:  # the night's changed records are linked already: they are placed, not candidates
+        gone = (records["source_id"] + "|" + records["source_record_id"]).isin(exclude).to_numpy()
+        if gone.any():  # (most nights none: no copy)
+            records = records[~gone].reset_index(drop=True)
+    return features_of(records)
 
 
 def persons_table(wh, conn, person_ids) -> str:
