@@ -137,8 +137,8 @@ def _write_records(wh, conn, new_f: pd.DataFrame, result: engine.LinkResult, now
     stored = store.stored_features(new_f)
     for c in store.FEATURE_COLUMNS:
         frame[c] = stored[c].to_numpy()
-    rec = frame[store.RECORD_COLUMNS].astype(object).where(frame[store.RECORD_COLUMNS].notna(), None)
-    rec_table = pa.Table.from_pandas(rec, preserve_index=False, schema=_record_schema())
+    # (Arrow reads NaN and NaT in pandas columns as nulls itself: no copy with None put in)
+    rec_table = pa.Table.from_pandas(frame[store.RECORD_COLUMNS], preserve_index=False, schema=_record_schema())
     wh.insert_arrow(conn, "identity_record", rec_table)
     link = pa.table({"source_id": rec_table.column("source_id"), "source_record_id": rec_table.column("source_record_id"),
                      "person_id": rec_table.column("person_id"), "link_kind": rec_table.column("link_kind"),
