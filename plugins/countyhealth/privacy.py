@@ -208,7 +208,7 @@ def protect_person(table):
     normalised forms beside them (so identity and joins never need the plaintext at rest)."""
     import pyarrow as pa
 
-    from countyhealth.standardise.person import normalise_id_for_hash, normalise_phone
+    from countyhealth.standardise.person import normalise_ids_for_hash, normalise_phone
 
     ids = table.column("id_number").to_pylist()
     phones = table.column("phone").to_pylist()
@@ -217,16 +217,16 @@ def protect_person(table):
         tokens = seal_many(v for v in values if v and not is_encrypted(v))
         return [tokens.get(v, v) if v else v for v in values]
 
-    def hashed(values: list, normalise, purpose: str) -> list:
-        normal = [normalise(v) if v else None for v in values]
+    def hashed(normal: list, purpose: str) -> list:
         hashes = keyed_hashes(normal, purpose)
         return [hashes.get(v) if v else None for v in normal]
 
+    phone_of = {v: normalise_phone(v) for v in set(phones) if v}  # each distinct phone once
     columns = {
         "id_number": sealed(ids),
         "phone": sealed(phones),
-        "id_number_hash": hashed(ids, normalise_id_for_hash, "id_number"),
-        "phone_hash": hashed(phones, normalise_phone, "phone"),
+        "id_number_hash": hashed(normalise_ids_for_hash(ids), "id_number"),
+        "phone_hash": hashed([phone_of.get(v) for v in phones], "phone"),
     }
     for name, values in columns.items():
         i = table.schema.get_field_index(name)

@@ -40,6 +40,12 @@ def test_ids_upgrade_15_digits_fold_lowercase_x_and_derive_birth_and_sex():
     assert std.normalise_id_for_hash("３５０１２５１９８００１０１１２３８") == "350125198001011238"
 
 
+def test_a_column_of_ids_normalises_for_hashing_as_one_at_a_time():
+    values = ["11010519491231002x", "350125800101123", "３５０１２５１９８００１０１１２３８", "350125198001011239",
+              " E 1234567 ", "passport-no: ab12", "", None, "350125198013011234", "11010519491231002x"]
+    assert std.normalise_ids_for_hash(values) == [std.normalise_id_for_hash(v) if v else None for v in values]
+
+
 @pytest.mark.parametrize("raw,expected,kind", [
     ("+86 139-1234-5678", "13912345678", "mobile"), ("0086 13912345678", "13912345678", "mobile"),
     ("0591-22334455", "059122334455", "landline"), ("（0591）2233445", "05912233445", "landline"),

@@ -211,6 +211,14 @@ def normalise_id_for_hash(raw: str | None) -> str | None:
     return p.id18 or resident_id.normalise(raw)
 
 
+def normalise_ids_for_hash(values: list) -> list:
+    """:func:`normalise_id_for_hash` of a whole column: the resident IDs parsed together
+    (:func:`countyhealth.resident_id.parse_many`), other text normalised once per distinct value."""
+    id18 = resident_id.parse_many(values).id18
+    other = {v: resident_id.normalise(v) for v, key in zip(values, id18) if key is None and isinstance(v, str)}
+    return [key if key is not None else other.get(v) for v, key in zip(values, id18)]
+
+
 _PHONE_PREFIX = re.compile(r"^(\+?86|0086)")
 
 

@@ -167,8 +167,3 @@ def overlapped_loaded_interval(keys: pd.Series, numbers: pd.Series, begins: pd.S
         first = pairs.sort_values("number_old").drop_duplicates("_i")
         out[first["_i"].to_numpy()] = first["number_old"].to_numpy()
     return out
-    sub = sub.rename_axis("_i").reset_index()
-    pairs = sub.merge(sub, on="key", suffixes=("", "_other"))
-    pairs = pairs[(pairs["_i"] != pairs["_i_other"]) & (pairs["b"] <= pairs["e_other"]) & (pairs["b_other"] <= pairs["e"])]
-    ok[pairs["_i"].unique()] = False
-    return ok
