@@ -35,9 +35,8 @@ _PLACE = ("row_number() OVER (PARTITION BY r.person_id ORDER BY t.trust_rank, p.
 
 
 def _first(expr: str, condition: str, dialect: str) -> str:
-    """The value of ``expr`` on the person's most preferred record satisfying ``condition``. DuckDB's arg_min is
-    four times faster than an ordered array_agg, which is what PostgreSQL has (and beside ordered aggregates a
-    count(DISTINCT …) slows DuckDB's whole aggregation tenfold)."""
+    """The value of ``expr`` on the person's most preferred record satisfying ``condition``. On DuckDB arg_min: an
+    ordered array_agg, what PostgreSQL has, is four times slower there (and slower still beside a count(DISTINCT))."""
     if dialect == "duckdb":
         return f"arg_min({expr}, place) FILTER (WHERE {condition})"
     return f"(array_agg({expr} ORDER BY place) FILTER (WHERE {condition}))[1]"

@@ -219,6 +219,7 @@ def normalise_ids_for_hash(values: list) -> list:
     return [key if key is not None else other.get(v) for v, key in zip(values, id18)]
 
 
+_MOBILE_HEADS = frozenset(f"1{d}" for d in "3456789")
 _PHONE_PREFIX = re.compile(r"^(\+?86|0086)")
 
 
@@ -227,7 +228,7 @@ def normalise_phone(raw: str | None) -> str | None:
     (0591 12345678 → 059112345678). Too short to be a phone → None."""
     if raw is None:
         return None
-    if raw.__class__ is str and len(raw) == 11 and raw.isascii() and raw.isdigit() and raw[0] == "1" and raw[1] in "3456789":
+    if raw.__class__ is str and len(raw) == 11 and raw.isascii() and raw.isdigit() and raw[:2] in _MOBILE_HEADS:
         return raw  # most phones: a mobile typed as it should be
     text = str(raw).translate(_FULLWIDTH)
     text = re.sub(r"[\s\-()（）]", "", text)
