@@ -75,7 +75,7 @@ def candidate_records(new: pd.DataFrame, old: pd.DataFrame, person_of: dict[str,
 
     from countyhealth.identity import model
 
-    rules = [r for r in model.BLOCKING_RULES if all(new[c].notna().any() for c in model.rule_columns(r))]
+    rules = model.rules_carried(model.BLOCKING_RULES, new)
     con = duckdb.connect()
     con.register("l", new)
     con.register("r", old)

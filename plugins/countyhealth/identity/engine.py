@@ -125,12 +125,9 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
         raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
     # weights per comparison instead of the compared values: far less to carry back (see levels_by_weight)
     settings = {**settings, "retain_matching_columns": False, "retain_intermediate_calculation_columns": True}
-    # a rule on a key no new record carries pairs nobody (every pair holds a new record): a county's records leave
-    # the Latin-address keys empty, and each rule is a join over every record
-    keys = {c for r in settings["blocking_rules_to_generate_predictions"] for c in model.rule_columns(r["blocking_rule"])}
-    empty = {c for c in keys if c in new and not new[c].notna().any()}  # each column once: 10 ms a column
-    rules = [r for r in settings["blocking_rules_to_generate_predictions"]
-             if not model.rule_columns(r["blocking_rule"]) & empty]
+    rules = settings["blocking_rules_to_generate_predictions"]
+    carried = set(model.rules_carried([r["blocking_rule"] for r in rules], new))
+    rules = [r for r in rules if r["blocking_rule"] in carried]
     if not rules:
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     settings["blocking_rules_to_generate_predictions"] = rules

@@ -78,18 +78,18 @@ def _identifiers(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # in its normalised text: exact or one edit apart is evidence whatever the scheme; only a valid resident ID
     # counts as valid (the guards and deterministic links need one)
     other = np.flatnonzero(pd.isna(key) & pd.notna(raw))
-    key[other] = _convert(raw[other], _other_identifier)
+    key[other] = per_distinct(raw[other], _other_identifier)
     # shared by strangers (000000000000000000, a run of digits): no evidence, and no blocking key; a valid ID
     # (check digit, birth date) is never one
     doubtful = np.flatnonzero(~p.valid & pd.notna(key))
-    key[doubtful[_convert(key[doubtful], std.is_placeholder) == True]] = None  # noqa: E712 (an object array)
+    key[doubtful[per_distinct(key[doubtful], std.is_placeholder) == True]] = None  # noqa: E712 (an object array)
     birth = np.where(np.isnat(p.birth_date), None, np.datetime_as_string(p.birth_date).astype(object))
     return key, p.valid, birth
 
 
 def _keyed_hashes(values: np.ndarray, purpose: str) -> np.ndarray:
     table = privacy.keyed_hashes(pd.unique(values[pd.notna(values)]), purpose)  # the key derived once
-    return _convert(values, table.get)
+    return per_distinct(values, table.get)
 
 
 def _household(township, village, house_number) -> str | None:
@@ -100,7 +100,7 @@ def _household(township, village, house_number) -> str | None:
     return "|".join(p for p in (township, village, house_number) if isinstance(p, str)) or None
 
 
-def _convert(values, fn) -> np.ndarray:
+def per_distinct(values, fn) -> np.ndarray:
     """``fn`` once per distinct value of ``values``, spread back over them (None stays None) — an object array."""
     return _spread(values, fn, None)
 
@@ -124,7 +124,7 @@ def _spread(values, fn, columns: list[str] | None):
 
 def _decrypted(values: np.ndarray) -> np.ndarray:
     table = privacy.decrypt_many(pd.unique(values[pd.notna(values)]))  # the key derived once
-    return _convert(values, table.get)
+    return per_distinct(values, table.get)
 
 
 def build(rows: pd.DataFrame) -> pd.DataFrame:
@@ -141,7 +141,7 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     out = {"source_id": get("source_id"), "source_record_id": get("source_record_id")}
     out["unique_id"] = out["source_id"] + "|" + out["source_record_id"]
     out["facility_code"] = get("facility_code")
-    out["name_std"] = _convert(get("name"), std.normalise_name)
+    out["name_std"] = per_distinct(get("name"), std.normalise_name)
     out.update(_spread(out["name_std"], _name_parts, ["surname", "given", "name_pinyin", "surname_pinyin",
                                                       "given_pinyin", "name_fuzzy", "name_words"]))
     sex = get("sex_code")
@@ -149,11 +149,11 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     births = rows["birth_date"] if "birth_date" in rows else pd.Series(none)
     if pd.api.types.is_datetime64_any_dtype(births):
         births = births.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
-    out["birth_date"] = _convert(births, _date_text)  # NaT and NaN become None here too
-    out["birth_year"] = _convert(out["birth_date"], lambda d: d[:4])
+    out["birth_date"] = per_distinct(births, _date_text)  # NaT and NaN become None here too
+    out["birth_year"] = per_distinct(out["birth_date"], lambda d: d[:4])
     id_key, valid, id_birth = _identifiers(_decrypted(get("id_number")))
-    years_apart = np.abs(_convert(out["birth_date"], std.year_of).astype(float)
-                         - _convert(id_birth, std.year_of).astype(float))
+    years_apart = np.abs(per_distinct(out["birth_date"], std.year_of).astype(float)
+                         - per_distinct(id_birth, std.year_of).astype(float))
     with np.errstate(invalid="ignore"):
         foreign = valid & (years_apart >= 12)  # a different generation: a guardian's or a relative's ID
     out["id18"] = np.where(foreign, None, id_key)
@@ -168,10 +168,11 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     stored = get("phone_hash")
     hashed = pd.notna(stored)
     phones = _decrypted(np.where(hashed, None, get("phone")))
-    out["phone_hash"] = np.where(hashed, stored, _keyed_hashes(_convert(phones, std.normalise_phone), "phone"))
+    out["phone_hash"] = np.where(hashed, stored, _keyed_hashes(per_distinct(phones, std.normalise_phone), "phone"))
     out["phone"] = out["phone_hash"]
     hrn = get("health_record_number")
-    out["health_record_number"] = _convert(hrn, lambda v: None if isinstance(v, str) and std.is_placeholder(v) else v)
+    out["health_record_number"] = per_distinct(hrn, lambda v: None if isinstance(v, str) and std.is_placeholder(v)
+                                               else v)
     addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
     addr = _spread(get("address"), _address_parts, addr_cols)
     for col in addr_cols:

@@ -69,6 +69,15 @@ def rule_columns(rule: str) -> set[str]:
     return set(re.findall(r'\bl\.[`"]?(\w+)[`"]?', rule))
 
 
+def rules_carried(rules: list[str], frame) -> list[str]:
+    """The blocking rules whose every key some record of ``frame`` carries. A rule on a key no record of the
+    night carries pairs nobody (every pair holds a new record) yet costs a join over every record: a county's
+    records leave the Latin-address keys empty."""
+    columns = set().union(*map(rule_columns, rules)) if rules else set()
+    carried = {c for c in columns if c in frame and frame[c].notna().any()}  # each column once: 10 ms a column
+    return [r for r in rules if rule_columns(r) <= carried]
+
+
 def _differing_characters(col: str) -> str:
     """Hamming distance of the two values, NULL when their lengths differ or they are empty (DuckDB's ``hamming``
     refuses both; CASE evaluates it only where it can)."""

@@ -56,7 +56,7 @@ def stored_features(feats: pd.DataFrame) -> pd.DataFrame:
     out = feats[[c for c in FEATURE_COLUMNS if c != "id_sealed"]].copy()
     ids = feats["id18"].to_numpy(dtype=object)
     sealed = privacy.seal_many(pd.unique(ids[pd.notna(ids)]))
-    out["id_sealed"] = [sealed.get(v) if isinstance(v, str) else None for v in ids]
+    out["id_sealed"] = features.per_distinct(ids, sealed.get)
     return out[FEATURE_COLUMNS]
 
 
@@ -68,7 +68,7 @@ def features_of(records: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, "unique_id", out["source_id"] + "|" + out["source_record_id"])
     sealed = out.pop("id_sealed").to_numpy(dtype=object)
     opened = privacy.unseal_many(pd.unique(sealed[pd.notna(sealed)]))
-    out["id18"] = [opened.get(v) if isinstance(v, str) else None for v in sealed]
+    out["id18"] = features.per_distinct(sealed, opened.get)
     out["phone"] = out["phone_hash"]  # phones are compared by their keyed hash (features.build)
     for c in features.COLUMNS:
         if c not in out:
@@ -91,8 +91,8 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     (whether anything still holds them decides whether a changed record keeps its id), with their ``person_id`` —
     read from identity_record, nothing rebuilt or decrypted."""
     empty = features_of(pd.DataFrame(columns=["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS))
-    # only the keys a new record carries can find anyone (a county's records leave the Latin-address keys empty)
-    present = [k for k in _CANDIDATE_KEYS if all(c in new and new[c].notna().any() for c in k)]
+    carried = set(identity_model.rules_carried(identity_model.BLOCKING_RULES, new))
+    present = [key for rule, key in zip(identity_model.BLOCKING_RULES, _CANDIDATE_KEYS) if rule in carried]
     if not len(new) or not (present or previous) or not conn.execute(
             sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
         return empty  # (the first run: nothing linked yet to select from)
