@@ -138,6 +138,7 @@ def test_person_ids_never_change_and_merges_redirect(wh):
     # nothing new: nothing changes, no id minted
     before = identity.run(wh)
     assert before.records_considered == 0
+    _assert_keys_unique(wh)
 
 
 def test_a_night_reads_its_candidates_from_the_identity_tables_and_decrypts_none_of_them(wh, monkeypatch):
@@ -185,6 +186,16 @@ def test_a_changed_record_keeps_its_person_id_unless_the_evidence_moves_it(wh):
     s = identity.run(wh)
     assert s.new_persons == 1 and s.splits == 1
     assert person_of(wh, "his_h350125001", "P2") == pair != person_of(wh, "public_health", "D2")
+    _assert_keys_unique(wh)  # three runs, records written again: each still one row (DuckDB keeps no key for it)
+
+
+def _assert_keys_unique(wh) -> None:
+    with wh.engine.connect() as conn:
+        for table, key in (("identity_record", "source_id, source_record_id"),
+                           ("person_link", "source_id, source_record_id"), ("golden_person", "person_id"),
+                           ("identity_event", "event_id")):
+            rows, keys = conn.execute(sa.text(f"SELECT count(*), count(DISTINCT ({key})) FROM {table}")).one()
+            assert rows == keys and rows > 0, table
 
 
 def test_records_linked_before_features_were_kept_are_placed_again_with_their_ids(wh):
@@ -207,6 +218,45 @@ def test_records_linked_before_features_were_kept_are_placed_again_with_their_id
     with wh.engine.connect() as conn:
         kept = conn.execute(sa.text("SELECT count(id_sealed), count(village) FROM identity_record")).one()
     assert tuple(kept) == (2, 3)
+
+
+def test_migration_0010_keeps_a_linked_warehouse_and_drops_only_duckdbs_key_indexes(tmp_path, duckdb_url):
+    import shutil
+
+    from countyhealth import settings
+
+    before_0010 = tmp_path / "sql"
+    (before_0010 / "duckdb").mkdir(parents=True)
+    for path in sorted((settings.sql_dir() / "duckdb").glob("*.sql")):
+        if int(path.name[:4]) < 10:
+            shutil.copy(path, before_0010 / "duckdb" / path.name)
+    wh = Warehouse(duckdb_url)
+    wh.migrate(sql_dir=before_0010)
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011"),
+                     rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
+    identity.run(wh)
+    person = person_of(wh, "public_health", "D1")
+
+    def constraints() -> set[tuple[str, str]]:
+        with wh.engine.connect() as conn:
+            return set(conn.execute(sa.text(
+                "SELECT table_name, constraint_type FROM duckdb_constraints() WHERE table_name IN "
+                "('identity_record', 'person_link', 'golden_person', 'identity_event')")).fetchall())
+
+    assert ("identity_record", "PRIMARY KEY") in constraints()
+    assert wh.migrate() == [10]
+    after = constraints()
+    assert not {kind for _, kind in after} - {"NOT NULL"}
+    assert ("identity_record", "NOT NULL") in after and ("golden_person", "NOT NULL") in after
+    assert person_of(wh, "his_h350125001", "P9") == person
+    with wh.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM golden_person")).one()[0] == 1
+        with pytest.raises(sa.exc.DBAPIError, match="NOT NULL"):
+            conn.execute(sa.text("INSERT INTO person_link (source_id, source_record_id) VALUES ('a', 'b')"))
+    load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
+    identity.run(wh)
+    assert person_of(wh, "contracts", "Q1") == person
+    _assert_keys_unique(wh)
 
 
 def test_review_decisions_are_honoured_by_later_runs(wh, monkeypatch):
