@@ -17,7 +17,7 @@ def test_stored_features_give_back_every_compared_feature():
     assert list(stored.columns) == store.FEATURE_COLUMNS
     assert stored["id_sealed"].notna().sum() == built["id18"].notna().sum() > 0
     assert not stored["id_sealed"].isin(built["id18"].dropna()).any()  # sealed, never the number itself
-    back = store.features_of(pd.concat([built[["source_id", "source_record_id"]], stored], axis=1))
+    back = features.as_objects(store.features_of(pd.concat([built[["source_id", "source_record_id"]], stored], axis=1)))
     assert list(back.columns) == features.COLUMNS
     not_kept = [c for c in features.COLUMNS if back[c].isna().all() and built[c].notna().any()]
     assert not_kept  # the facility, the name as written, ... are not kept

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from countyhealth.identity import guards, model
+from countyhealth.identity import features, guards, model
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, m
     def register(frame: pd.DataFrame, name: str):
         columns = [c for c in frame.columns if c in keep]
         if backend == "spark":
-            return db.register(frame[columns], dataset_display_name=name)
+            return db.register(features.as_objects(frame[columns]), dataset_display_name=name)
         # on DuckDB a view of the frame's columns: a pandas copy of them took 0.2 s a night
         con.register(f"{name}_frame", frame)
         con.execute(f"CREATE VIEW {name} AS SELECT {', '.join(columns)} FROM {name}_frame")
@@ -464,10 +464,11 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
     if existing is not None:
         person_before = _persons_in_order(existing, existing_person)
         reached = _reachable(existing, index, person_before, edges, accepted | rejected)
-        records = pd.concat([existing.loc[reached, cols], new[cols]], ignore_index=True)
+        records = pd.concat([features.as_objects(existing.loc[reached, cols]), features.as_objects(new[cols])],
+                            ignore_index=True)
         person = np.concatenate([person_before[reached], np.full(len(new), None, dtype=object)])
     else:
-        records, person = new[cols].reset_index(drop=True), np.full(len(new), None, dtype=object)
+        records, person = features.as_objects(new[cols]).reset_index(drop=True), np.full(len(new), None, dtype=object)
     rows = _Rows(records)
     uids = records["unique_id"]
     n = len(records)

@@ -122,6 +122,19 @@ def _spread(values, fn, columns: list[str] | None):
     return {c: column([r[j] for r in results]) for j, c in enumerate(columns)}
 
 
+def as_objects(frame: pd.DataFrame) -> pd.DataFrame:
+    """A feature frame with every column as Python objects, None for missing — what the guards and clustering read.
+    Candidates come from the warehouse Arrow-backed (``pd.ArrowDtype``: scored in DuckDB without conversion,
+    :func:`store.features_of`); only the few records clustering looks at are converted, here."""
+    arrow = [c for c in frame.columns if isinstance(frame[c].dtype, pd.ArrowDtype)]
+    if not arrow:
+        return frame
+    out = frame.copy(deep=False)
+    for c in arrow:
+        out[c] = frame[c].to_numpy(dtype=object, na_value=None)
+    return out
+
+
 def _decrypted(values: np.ndarray) -> np.ndarray:
     table = privacy.decrypt_many(pd.unique(values[pd.notna(values)]))  # the key derived once
     return per_distinct(values, table.get)
