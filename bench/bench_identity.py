@@ -148,6 +148,8 @@ def main() -> None:
     held = pd.concat([old[["source_id", "source_record_id"]].reset_index(drop=True),
                       store.stored_features(old).reset_index(drop=True)], axis=1)
     held["person_id"] = old["unique_id"].map(base.person_of).to_numpy()
+    # as the warehouse's query hands them over: an Arrow table
+    held = pa.Table.from_pandas(held[store.CANDIDATE_SCHEMA.names], schema=store.CANDIDATE_SCHEMA, preserve_index=False)
     row_uid = rows["source_id"] + "|" + rows["source_record_id"]
     night_rows = privacy.protect_person(canonical.conform("person", pa.Table.from_pylist(
         rows[row_uid.isin(new["unique_id"]).to_numpy()].to_dict("records"), schema=canonical.schema("person"))))
@@ -159,7 +161,7 @@ def main() -> None:
     new_f = features.build(night_rows)
     night_feat_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    cand_f = store.features_of(held[old["unique_id"].isin(cand["unique_id"]).to_numpy()])
+    cand_f = store.features_of(held.filter(pa.array(old["unique_id"].isin(cand["unique_id"]).to_numpy())))
     read_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     cand_inc = engine.link(new_f, cand_f, dict(zip(cand_f["unique_id"], cand_f.pop("person_id"))), settings=settings,

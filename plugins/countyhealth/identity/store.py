@@ -72,7 +72,7 @@ def stored_features(feats: pd.DataFrame) -> pd.DataFrame:
 
 
 # identity_record's columns as a candidate is read: text, but for two flags
-_STORED_SCHEMA = pa.schema([(c, pa.bool_() if c in ("id_valid", "id_foreign") else pa.string())
+CANDIDATE_SCHEMA = pa.schema([(c, pa.bool_() if c in ("id_valid", "id_foreign") else pa.string())
                             for c in ["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS])
 
 
@@ -84,10 +84,9 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
     and person ids are Python objects, for the engine's dictionaries. :func:`features.as_objects` converts."""
     with_person = "person_id" in (records.column_names if isinstance(records, pa.Table) else records.columns)
     if isinstance(records, pd.DataFrame):
-        names = [f.name for f in _STORED_SCHEMA if f.name in records.columns]
-        records = pa.Table.from_pandas(records[names].astype(object).where(records[names].notna(), None),
-                                       schema=pa.schema([_STORED_SCHEMA.field(c) for c in names]),
-                                       preserve_index=False)
+        names = [f.name for f in CANDIDATE_SCHEMA if f.name in records.columns]
+        records = pa.Table.from_pandas(records[names], schema=pa.schema([CANDIDATE_SCHEMA.field(c) for c in names]),
+                                       preserve_index=False)  # (NaN and None both become nulls)
     n = records.num_rows
     columns = {c: records[c] for c in records.column_names if c in features.COLUMNS}
     columns["unique_id"] = pc.binary_join_element_wise(records["source_id"], records["source_record_id"], "|")
@@ -120,7 +119,7 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     persons they belong to (the guards judge whole persons) and of the ``previous`` persons of changed records
     (whether anything still holds them decides whether a changed record keeps its id), with their ``person_id`` —
     read from identity_record, nothing rebuilt or decrypted."""
-    empty = features_of(_STORED_SCHEMA.empty_table())
+    empty = features_of(CANDIDATE_SCHEMA.empty_table())
     carried = set(identity_model.rules_carried(identity_model.BLOCKING_RULES, new))
     present = [key for rule, key in zip(identity_model.BLOCKING_RULES, _CANDIDATE_KEYS) if rule in carried]
     if not len(new) or not (present or previous) or not conn.execute(
@@ -141,9 +140,9 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
            + " AND ".join(f"r.{c} = k.{c}" for c in key) for key in present]
     if previous:
         hit.append(f"SELECT person_id FROM {persons_table(wh, conn, sorted(previous))}")
-    cols = ", ".join(f"r.{c}" for c in _STORED_SCHEMA.names)
+    cols = ", ".join(f"r.{c}" for c in CANDIDATE_SCHEMA.names)
     records = _arrow_table(conn, f"SELECT {cols} FROM identity_record r WHERE r.person_id IN ({' UNION '.join(hit)})",
-                           _STORED_SCHEMA)
+                           CANDIDATE_SCHEMA)
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     if not records.num_rows:
         return empty
