@@ -4,13 +4,14 @@ golden records."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from countyhealth import identity, privacy
+from countyhealth import identity, privacy, settings
 from countyhealth.identity import engine
 from countyhealth.identity.commands import identity as identity_cli
 from countyhealth.warehouse import Warehouse
@@ -221,10 +222,6 @@ def test_records_linked_before_features_were_kept_are_placed_again_with_their_id
 
 
 def test_migration_0010_keeps_a_linked_warehouse_and_drops_only_duckdbs_key_indexes(tmp_path, duckdb_url):
-    import shutil
-
-    from countyhealth import settings
-
     before_0010 = tmp_path / "sql"
     (before_0010 / "duckdb").mkdir(parents=True)
     for path in sorted((settings.sql_dir() / "duckdb").glob("*.sql")):
@@ -305,9 +302,6 @@ def test_identifiers_are_masked_unless_the_user_is_authorised(wh):
 
 def _config(monkeypatch, *, auto_link, review):
     import tempfile
-    from pathlib import Path
-
-    from countyhealth import settings
 
     folder = Path(tempfile.mkdtemp())
     text = (settings.project_home() / "config" / "identity.yaml").read_text()

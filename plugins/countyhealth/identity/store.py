@@ -146,12 +146,12 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     if not records.num_rows:
         return empty
+    found = features_of(records)
     if exclude:  # the night's changed records are linked already: they are placed, not candidates
-        uid = pc.binary_join_element_wise(records["source_id"], records["source_record_id"], "|")
-        gone = pc.is_in(uid, value_set=pa.array(list(exclude), pa.string()))
-        if pc.any(gone).as_py():  # (most nights none: no copy)
-            records = records.filter(pc.invert(gone))
-    return features_of(records)
+        gone = found["unique_id"].isin(exclude).to_numpy()
+        if gone.any():  # (most nights none: no copy)
+            found = found[~gone].reset_index(drop=True)
+    return found
 
 
 def persons_table(wh, conn, person_ids) -> str:
