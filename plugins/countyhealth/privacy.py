@@ -166,6 +166,11 @@ def unseal_many(tokens) -> dict[str, str]:
     return out
 
 
+def is_sealed(value) -> bool:
+    """Sealed by :func:`seal_many` (not an older Fernet token, not plaintext)."""
+    return isinstance(value, str) and value.startswith(_SEALED_PREFIX) and is_encrypted(value)
+
+
 def is_encrypted(value: str | None) -> bool:
     return bool(value) and ((value.startswith(_SEALED_PREFIX) and len(value) >= 27)  # prefix + a 16-byte tag
                             or (value.startswith(_FERNET_PREFIX) and len(value) > 80))

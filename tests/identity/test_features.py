@@ -79,3 +79,30 @@ def test_phones_are_compared_by_their_keyed_hash_and_warehouse_rows_are_not_decr
     # the stored hash is taken as it is: a phone column that cannot be decrypted is never touched
     assert build(name="陈伟", phone="gAAAA" + "x" * 100, phone_hash="h1")["phone"] == "h1"
     assert build(name="陈伟", phone="not a phone")["phone"] is None
+
+
+def test_a_warehouse_rows_valid_id_keeps_its_hash_and_its_sealed_form_when_written_in_18_digits():
+    """The warehouse keeps an ID sealed beside the keyed hash of its 18 digits: features take both as they are
+    rather than hashing and sealing again — only where they are the same as computing them would give."""
+    import pyarrow as pa
+
+    from countyhealth import privacy
+
+    written = ["350125198001011238", "35012519800101106x", "350125800101123", "350125198001011239", "K1234567"]
+    table = privacy.protect_person(pa.table({"id_number": pa.array(written), "phone": pa.nulls(5, pa.string()),
+                                             "id_number_hash": pa.nulls(5, pa.string()),
+                                             "phone_hash": pa.nulls(5, pa.string())}))
+    rows = pd.DataFrame({"source_id": "s", "source_record_id": [str(i) for i in range(5)], "name": "陈伟",
+                         "birth_date": "1980-01-01", **table.to_pydict()})
+    built = features.build(rows)
+    computed = features.build(rows.assign(id_number=written, id_number_hash=None))  # a file's plaintext rows
+    assert built["id18"].tolist() == computed["id18"].tolist()
+    assert built["id_valid"].tolist() == [True, True, True, False, False]
+    assert built["id_hash"].tolist() == computed["id_hash"].tolist()  # the stored hash, equal to a fresh one
+    sealed = privacy.seal_many([i for i in computed["id18"] if i])
+    # only the ID already written as its 18 digits is the row's own token; the others are sealed when stored
+    assert built["id_sealed"].tolist() == [table["id_number"][0].as_py(), None, None, None, None]
+    assert table["id_number"][0].as_py() == sealed["350125198001011238"]
+    stored = store.stored_features(built)
+    assert stored["id_sealed"].tolist()[:3] == [sealed[i] for i in built["id18"][:3]]
+    assert computed["id_sealed"].isna().all()

@@ -20,6 +20,7 @@ from helpers import load_people, person_of
 
 _MIGRATION_0009 = (Path(__file__).resolve().parents[2] / "sql" / "duckdb" / "0009_identity_stored_features.sql").read_text()
 ID_A = "350125198001011238"  # valid, male 1980-01-01
+ID_Z = "350125196007010018"  # valid, male 1960-07-01
 ID_B = "350125198001011254"  # valid, male 1980-01-01, another man
 MOTHER = "350125199503040020"  # valid, female 1995-03-04
 
@@ -188,6 +189,99 @@ def test_a_changed_record_keeps_its_person_id_unless_the_evidence_moves_it(wh):
     assert s.new_persons == 1 and s.splits == 1
     assert person_of(wh, "his_h350125001", "P2") == pair != person_of(wh, "public_health", "D2")
     _assert_keys_unique(wh)  # three runs, records written again: each still one row (DuckDB keeps no key for it)
+
+
+def _placed_by_the_engine(monkeypatch) -> list[str]:
+    """The record ids each run hands the engine to score (repeats are linked before it, in the warehouse)."""
+    seen: list[str] = []
+    real = engine.link
+
+    def link(new, *args, **kwargs):
+        seen.extend(new["unique_id"])
+        return real(new, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "link", link)
+    return seen
+
+
+def test_a_nights_repeats_are_linked_in_the_warehouse_with_the_features_building_them_gives(wh, monkeypatch):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z,
+                         phone="13600000003"),
+                     rec("public_health", "D2", "林芳", dt.date(1990, 2, 3), sex="2", hrn="35012510100100002")])
+    identity.run(wh)
+    person = person_of(wh, "public_health", "D1")
+    scored = _placed_by_the_engine(monkeypatch)
+    night = [  # the same man at the hospital, over and over: ID, name, birth date, sex as public health has them
+        rec("his_h350125001", "R1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000003",
+            address="福建省福州市永泰县梧桐镇下坑村3号"),
+        rec("his_h350125001", "R2", "鄭強", dt.date(1960, 7, 1), id_number=ID_Z, phone=None),
+        # a phone his records do not have, another person's health-record number, another name: scored
+        rec("his_h350125001", "S1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000099"),
+        rec("his_h350125001", "S2", "郑强", dt.date(1960, 7, 1), id_number=ID_Z,
+            hrn="35012510100100002"),
+        rec("his_h350125001", "S3", "郑强强", dt.date(1960, 7, 1), id_number=ID_Z)]
+    load_people(wh, night)
+    s = identity.run(wh)
+    assert sorted(scored) == ["his_h350125001|S1", "his_h350125001|S2", "his_h350125001|S3"]
+    assert s.linked_deterministic >= 2 and "repeats" in s.steps
+    assert {person_of(wh, "his_h350125001", r) for r in ("R1", "R2", "S1")} == {person}
+    # what identity_record keeps of a repeat is what building its features would have given
+    from countyhealth.identity import features, store
+
+    with wh.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM person WHERE source_record_id IN ('R1', 'R2') "
+                                    "ORDER BY source_record_id")).mappings().all()
+        kept = conn.execute(sa.text("SELECT * FROM identity_record WHERE source_record_id IN ('R1', 'R2') "
+                                    "ORDER BY source_record_id")).mappings().all()
+        link = conn.execute(sa.text("SELECT link_kind, match_probability FROM person_link "
+                                    "WHERE source_record_id = 'R1'")).one()
+        golden_records = conn.execute(sa.text("SELECT records FROM golden_person WHERE person_id = :p"),
+                                      {"p": person}).scalar()
+    import pandas as pd
+
+    built = store.stored_features(features.build(pd.DataFrame([dict(r) for r in rows])))
+    for i, row in enumerate(kept):
+        for c in store.FEATURE_COLUMNS:
+            assert row[c] == built[c].iloc[i], (row["source_record_id"], c)
+        assert (row["person_id"], row["link_kind"], row["match_probability"]) == (person, "deterministic", 1.0)
+    assert link == ("deterministic", 1.0)
+    assert golden_records == 1 + len(night) - 1  # all but S3 (another name: a person of its own or queued)
+    _assert_keys_unique(wh)
+
+
+def test_what_a_changed_record_said_before_makes_no_repeat(wh, monkeypatch):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
+    identity.run(wh)
+    scored = _placed_by_the_engine(monkeypatch)
+    # D1 turns out to be someone else; a hospital record carries what D1 said before
+    load_people(wh, [rec("public_health", "D1", "黄国华", dt.date(1948, 9, 9), id_number="350125194809090014")])
+    load_people(wh, [rec("his_h350125001", "R1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
+    identity.run(wh)
+    assert sorted(scored) == ["his_h350125001|R1", "public_health|D1"]
+    assert person_of(wh, "his_h350125001", "R1") != person_of(wh, "public_health", "D1")
+
+
+def test_a_merge_takes_the_nights_repeats_along(wh, monkeypatch):
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
+    load_people(wh, [rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), address="永泰县梧桐镇下坑村3号",
+                         phone="13600000003")])
+    identity.run(wh)
+    first, second = person_of(wh, "public_health", "D1"), person_of(wh, "his_h350125001", "P9")
+    assert first != second
+    scored = _placed_by_the_engine(monkeypatch)
+    # R1 repeats D1 and is linked before anything is scored; Q1 carries D1's ID and P9's phone: the persons merge
+    load_people(wh, [rec("his_w350125101", "R1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z),
+                     rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z,
+                         phone="13600000003", address="永泰县梧桐镇下坑村3号")])
+    s = identity.run(wh)
+    assert scored == ["contracts|Q1"] and s.merges == 1
+    survivor = min(first, second)
+    assert {person_of(wh, *k) for k in (("public_health", "D1"), ("his_h350125001", "P9"),
+                                        ("his_w350125101", "R1"), ("contracts", "Q1"))} == {survivor}
+    with wh.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT person_id FROM identity_record WHERE source_record_id = 'R1'")
+                            ).scalar() == survivor
+    _assert_keys_unique(wh)
 
 
 def _assert_keys_unique(wh) -> None:

@@ -12,6 +12,7 @@ the guardian on the ID nor be split from its own other records because of it.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from countyhealth.standardise import person as std
 
 COLUMNS = ["unique_id", "source_id", "source_record_id", "facility_code", "name_std", "surname", "given",
            "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy", "name_words", "sex", "birth_date", "birth_year",
-           "id18", "id_valid", "id_hash", "id_birth_date", "id_foreign", "phone", "phone_hash",
+           "id18", "id_valid", "id_hash", "id_sealed", "id_birth_date", "id_foreign", "phone", "phone_hash",
            "health_record_number", "township", "village", "house_number", "household_key", "address_text",
            "address_head", "address_tail", "updated_at", "batch_id"]
 
@@ -60,6 +61,7 @@ def _other_identifier(raw) -> str | None:
     return text if text and len(text) >= 4 else None
 
 
+@lru_cache(maxsize=100_000)  # (a run asks for a night's addresses twice: to write repeats, then to build features)
 def _address_parts(text: str | None) -> tuple:
     a = std.standardise_address(text)
     # blocking keys for addresses written in words (not Chinese): the first two words (number and street) and
@@ -140,38 +142,91 @@ def _decrypted(values: np.ndarray) -> np.ndarray:
     return per_distinct(values, table.get)
 
 
+def _getter(rows: pd.DataFrame):
+    none = np.full(len(rows), None, dtype=object)
+    return lambda col: rows[col].to_numpy(dtype=object) if col in rows else none
+
+
+def _as_given(rows: pd.DataFrame, get) -> dict[str, np.ndarray]:
+    """The columns a row gives with little work: its ids, the name normalised, sex, birth date, health-record
+    number (placeholders dropped)."""
+    out = {"source_id": get("source_id"), "source_record_id": get("source_record_id")}
+    out["unique_id"] = out["source_id"] + "|" + out["source_record_id"]
+    out["name_std"] = per_distinct(get("name"), std.normalise_name)
+    sex = get("sex_code")
+    out["sex"] = np.where(np.isin(sex, ["1", "2"]), sex, None)
+    births = rows["birth_date"] if "birth_date" in rows else pd.Series(get("birth_date"))
+    if pd.api.types.is_datetime64_any_dtype(births):
+        births = births.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    out["birth_date"] = per_distinct(births, _date_text)  # NaT and NaN become None here too
+    out["health_record_number"] = per_distinct(get("health_record_number"),
+                                               lambda v: None if isinstance(v, str) and std.is_placeholder(v) else v)
+    out["batch_id"] = get("batch_id")
+    return out
+
+
+def _addresses(rows: pd.DataFrame, get) -> dict[str, np.ndarray]:
+    addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
+    out = _spread(get("address"), _address_parts, addr_cols)
+    for col in ("township", "village", "house_number"):
+        given = f"address_{col}"  # a source that stores the parts in their own columns (the platform) wins
+        if given in rows:
+            stored = get(given)
+            out[col] = np.where(pd.isna(stored), out[col], stored)
+    out["household_key"] = [_household(t, v, h) for t, v, h in zip(out["township"], out["village"], out["house_number"])]
+    return out
+
+
+# what store.link_repeats compares of a warehouse row, and the columns of its own it writes
+REPEAT_KEYS = ["unique_id", "source_id", "source_record_id", "batch_id", "id_hash", "name_std", "birth_date", "sex",
+               "phone_hash", "health_record_number", "township", "village", "house_number", "address_text",
+               "address_head", "address_tail", "household_key"]
+
+
+def repeat_keys(rows: pd.DataFrame) -> pd.DataFrame:
+    """Warehouse person rows → what :func:`store.link_repeats` needs of each: the ID's keyed hash as the warehouse
+    keeps it (nothing decrypted), name, birth date, sex, phone hash, health-record number, and the address parts
+    it writes — of rows carrying all of ID, name, birth date and sex (no other can repeat a person); no pinyin."""
+    get = _getter(rows)
+    out = _as_given(rows, get)
+    out["id_hash"], out["phone_hash"] = get("id_number_hash"), get("phone_hash")
+    keep = pd.notna(out["id_hash"]) & pd.notna(out["name_std"]) & pd.notna(out["birth_date"]) & pd.notna(out["sex"])
+    out = {c: v[keep] for c, v in out.items()}
+    out.update(_addresses(rows[keep], _getter(rows[keep])))
+    return pd.DataFrame({c: out[c] for c in REPEAT_KEYS}, dtype=object)
+
+
 def build(rows: pd.DataFrame) -> pd.DataFrame:
     """Canonical person rows (as stored in the warehouse; ID/phone may be ciphertext) → feature frame.
     Work is done once per distinct name, ID, phone and address: they repeat across a resident's records and a
     household's members, so a million records cost a fraction of a million conversions; columns are carried as
     arrays and spread back by factorised codes."""
-    n = len(rows)
-    none = np.full(n, None, dtype=object)
-
-    def get(col) -> np.ndarray:
-        return rows[col].to_numpy(dtype=object) if col in rows else none
-
-    out = {"source_id": get("source_id"), "source_record_id": get("source_record_id")}
-    out["unique_id"] = out["source_id"] + "|" + out["source_record_id"]
+    get = _getter(rows)
+    out = _as_given(rows, get)
     out["facility_code"] = get("facility_code")
-    out["name_std"] = per_distinct(get("name"), std.normalise_name)
     out.update(_spread(out["name_std"], _name_parts, ["surname", "given", "name_pinyin", "surname_pinyin",
                                                       "given_pinyin", "name_fuzzy", "name_words"]))
-    sex = get("sex_code")
-    out["sex"] = np.where(np.isin(sex, ["1", "2"]), sex, None)
-    births = rows["birth_date"] if "birth_date" in rows else pd.Series(none)
-    if pd.api.types.is_datetime64_any_dtype(births):
-        births = births.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
-    out["birth_date"] = per_distinct(births, _date_text)  # NaT and NaN become None here too
     out["birth_year"] = per_distinct(out["birth_date"], lambda d: d[:4])
-    id_key, valid, id_birth = _identifiers(_decrypted(get("id_number")))
+    given_ids = get("id_number")
+    plain_ids = _decrypted(given_ids)
+    id_key, valid, id_birth = _identifiers(plain_ids)
     years_apart = np.abs(per_distinct(out["birth_date"], std.year_of).astype(float)
                          - per_distinct(id_birth, std.year_of).astype(float))
     with np.errstate(invalid="ignore"):
         foreign = valid & (years_apart >= 12)  # a different generation: a guardian's or a relative's ID
     out["id18"] = np.where(foreign, None, id_key)
     out["id_valid"] = valid & ~foreign
-    out["id_hash"] = _keyed_hashes(out["id18"], "id_number")
+    # a warehouse row carries its ID sealed and the keyed hash of its 18 digits (privacy.protect_person): a valid
+    # ID's hash is that one, and its sealed form is the row's own token when the ID was written in its 18 digits —
+    # neither is computed again
+    given_hash = get("id_number_hash")
+    reuse = out["id_valid"] & pd.notna(given_hash)
+    out["id_hash"] = np.where(reuse, given_hash, None)
+    out["id_hash"][~reuse] = _keyed_hashes(out["id18"][~reuse], "id_number")
+    as_written = out["id_valid"] & (plain_ids == out["id18"])
+    out["id_sealed"] = np.full(len(rows), None, dtype=object)
+    out["id_sealed"][as_written] = np.where(per_distinct(given_ids[as_written], privacy.is_sealed) == True,  # noqa: E712
+                                            given_ids[as_written], None)
     out["id_birth_date"] = np.where(foreign, None, id_birth)
     out["id_foreign"] = foreign
     # a phone is only ever compared for equality (the model's level, two blocking rules, the household guards), so
@@ -183,20 +238,8 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
     phones = _decrypted(np.where(hashed, None, get("phone")))
     out["phone_hash"] = np.where(hashed, stored, _keyed_hashes(per_distinct(phones, std.normalise_phone), "phone"))
     out["phone"] = out["phone_hash"]
-    hrn = get("health_record_number")
-    out["health_record_number"] = per_distinct(hrn, lambda v: None if isinstance(v, str) and std.is_placeholder(v)
-                                               else v)
-    addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
-    addr = _spread(get("address"), _address_parts, addr_cols)
-    for col in addr_cols:
-        given = f"address_{col}"  # a source that stores the parts in their own columns (the platform) wins
-        if col in ("township", "village", "house_number") and given in rows:
-            stored = get(given)
-            addr[col] = np.where(pd.isna(stored), addr[col], stored)
-        out[col] = addr[col]
-    out["household_key"] = [_household(t, v, h) for t, v, h in zip(out["township"], out["village"], out["house_number"])]
+    out.update(_addresses(rows, get))
     out["updated_at"] = get("source_updated_at")
-    out["batch_id"] = get("batch_id")
     frame = pd.DataFrame({c: out[c] for c in COLUMNS}, dtype=object)
     for col in ("source_id", "source_record_id", "unique_id", "facility_code", "health_record_number",
                 "updated_at", "batch_id"):  # as they came: NaN and NaT mean missing too

@@ -26,20 +26,29 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
             _record_run(conn, summary, started, settings)
             return summary
         step("read")
-        new_f = features.build(pending)
-        previous = {u: p for u, p in zip(new_f["unique_id"], pending["previous_person_id"]) if isinstance(p, str)}
-        step("features")
-        cand_f = store.candidates(wh, conn, new_f, exclude=set(new_f["unique_id"]), previous=set(previous.values()))
-        existing_person = dict(zip(cand_f["unique_id"], cand_f.pop("person_id")))
         accepted, rejected = store.decisions(conn)  # a reviewer's, honoured by every run
-        step("candidates")
-        minter = store.next_person_ids(conn)
-        result = engine.link(new_f, cand_f, existing_person, settings=settings,
-                             thresholds=engine.Thresholds(cfg.auto_link, cfg.review), mint=lambda: next(minter),
-                             previous_person=previous, accepted=accepted, rejected=rejected, backend=cfg.backend)
+        uids = pending["source_id"] + "|" + pending["source_record_id"]
+        previous = {u: p for u, p in zip(uids, pending["previous_person_id"]) if isinstance(p, str)}
+        repeats = store.link_repeats(wh, conn, features.repeat_keys(pending), now=store.now(), run_id=run_id,
+                                     place_anew=set(previous) | {u for pair in accepted | rejected for u in pair})
+        repeated = uids.isin(repeats).to_numpy()
+        step("repeats")
+        new_f = features.build(pending[~repeated] if repeated.any() else pending)
+        step("features")
+        result = engine.LinkResult({}, {})
+        if len(new_f):  # (a night of repeats only leaves nothing to score)
+            cand_f = store.candidates(wh, conn, new_f, exclude=set(new_f["unique_id"]),
+                                      previous=set(previous.values()))
+            existing_person = dict(zip(cand_f["unique_id"], cand_f.pop("person_id")))
+            step("candidates")
+            minter = store.next_person_ids(conn)
+            result = engine.link(new_f, cand_f, existing_person, settings=settings,
+                                 thresholds=engine.Thresholds(cfg.auto_link, cfg.review), mint=lambda: next(minter),
+                                 previous_person=previous, accepted=accepted, rejected=rejected, backend=cfg.backend)
         step("link")
         now = store.now()
         summary.blocked_by_guards = len(result.blocked)
+        summary.linked_deterministic += len(repeats)
         for kind, _ in result.link_kind.values():
             if kind == "deterministic":
                 summary.linked_deterministic += 1
@@ -52,7 +61,7 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         summary.queued_for_review = _write_review(wh, conn, result, now, run_id)
         step("write")
         touched = sorted({p for p in result.person_of.values()} | {to for _, _, to in result.moves}
-                         | {frm for _, frm, _ in result.moves})
+                         | {frm for _, frm, _ in result.moves} | set(repeats.values()))
         golden.refresh(wh, conn, touched, cfg, now)
         _record_run(conn, summary, started, settings)
         step("golden")

@@ -64,11 +64,14 @@ def _arrow_frame(conn, sql: str) -> pd.DataFrame:
 
 def stored_features(feats: pd.DataFrame) -> pd.DataFrame:
     """A feature frame (:func:`features.build`) → the feature columns identity_record keeps: the ID sealed."""
-    out = feats[[c for c in FEATURE_COLUMNS if c != "id_sealed"]].copy()
+    out = feats[FEATURE_COLUMNS].copy()
     ids = feats["id18"].to_numpy(dtype=object)
-    sealed = privacy.seal_many(pd.unique(ids[pd.notna(ids)]))
-    out["id_sealed"] = features.per_distinct(ids, sealed.get)
-    return out[FEATURE_COLUMNS]
+    token = out["id_sealed"].to_numpy(dtype=object)
+    todo = pd.notna(ids) & pd.isna(token)  # (a warehouse row's valid ID comes sealed already: features.build)
+    sealed = privacy.seal_many(pd.unique(ids[todo]))
+    token[todo] = features.per_distinct(ids[todo], sealed.get)
+    out["id_sealed"] = token
+    return out
 
 
 # identity_record's columns as a candidate is read: text, but for two flags
@@ -96,13 +99,97 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
     columns["id18"] = pc.take(pa.array([opened[t] for t in distinct.to_pylist()], pa.string()),
                               pc.index_in(sealed, value_set=distinct))
     columns["phone"] = records["phone_hash"]  # phones are compared by their keyed hash (features.build)
-    absent = pa.nulls(n, pa.string())  # not compared: the facility, the name's parts as written, the update time
+    return _compared(columns, n, records["person_id"] if with_person else None)
+
+
+def _compared(columns: dict[str, pa.Array], n: int, person_id: pa.Array | None) -> pd.DataFrame:
+    """Arrow columns of candidates → the frame the engine compares: every feature column (those not compared — the
+    facility, the name's parts as written, the update time — null), record and person ids as Python objects."""
+    absent = pa.nulls(n, pa.string())
     table = pa.table({c: columns.get(c, absent) for c in features.COLUMNS})
     out = table.to_pandas(types_mapper=pd.ArrowDtype)
-    ids = ["unique_id"] + (["person_id"] if with_person else [])
-    for c in ids:
-        out[c] = (columns if c == "unique_id" else records)[c].to_numpy(zero_copy_only=False).astype(object)
+    out["unique_id"] = columns["unique_id"].to_numpy(zero_copy_only=False).astype(object)
+    if person_id is not None:
+        out["person_id"] = person_id.to_numpy(zero_copy_only=False).astype(object)
     return out
+
+
+def link_repeats(wh, conn, keys: pd.DataFrame, *, place_anew: set[str], now, run_id: str) -> dict[str, str]:
+    """Link the records of this run that only repeat what one linked person's records say, and return them with
+    that person. A repeat has the same valid resident ID, name, birth date and sex as a record of that person, the
+    ID held by no other person, its phone none or one the person's records with that ID have, its health-record
+    number none or no other person's. It is linked deterministically (同一身份证号 with the same name is a
+    deterministic link anyway), here in the warehouse, before anything is scored: the model could only place it
+    with that person, and its phone and health-record number say nothing for or against anyone else. Most of a
+    night's records are repeats — a resident's next visit — so the rest (a third) are all that is built, selected
+    for and scored; the repeats are candidates for them like any linked record, and a merge this run takes them
+    along (they are in identity_record already).
+
+    ``keys``: :func:`features.repeat_keys`. A repeat's features are its matching record's — the name's pinyin and
+    the sealed ID are functions of what both share — but for its own phone hash, health-record number and address
+    parts. Records in ``place_anew`` (changed ones, those a reviewer decided on) are not repeats, and a changed
+    record's stored features (what it said before) do not make others repeats."""
+    if not len(keys) or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
+        return {}
+    night = pa.table({c: pa.array(keys[c].to_numpy(dtype=object), pa.string(), from_pandas=True)
+                      for c in features.REPEAT_KEYS if c != "unique_id"})
+    # (a record handed over twice is placed by the engine, which takes its last features)
+    anew = pa.array((keys["unique_id"].isin(place_anew) | keys["unique_id"].duplicated(keep=False)).to_numpy())
+    stale = [uid.split("|", 1) for uid in place_anew]
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_night ("
+                         + ", ".join(f"{c} VARCHAR" for c in night.column_names) + ", place_anew BOOLEAN)"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_stale (source_id VARCHAR, "
+                         "source_record_id VARCHAR)"))
+    # a repeat's features are its matching records' but for its own phone hash, health-record number and address
+    # (min over them: features stored by an earlier version of the standardisation may differ slightly)
+    shared = ["name_pinyin", "name_fuzzy", "surname_pinyin", "given_pinyin", "name_words", "birth_year", "id_sealed"]
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_repeat (source_id VARCHAR, "
+                         "source_record_id VARCHAR, person_id VARCHAR, hrn VARCHAR, "
+                         + ", ".join(f"{c} VARCHAR" for c in shared) + ")"))
+    for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
+        conn.execute(sa.text(f"DELETE FROM {table}"))
+    wh.insert_arrow(conn, "_identity_night", night.append_column("place_anew", anew))
+    not_stale = "TRUE"
+    if stale:  # (most nights none: the anti-join costs a pass over identity_record even when empty)
+        wh.insert_arrow(conn, "_identity_stale", pa.table({"source_id": [s for s, _ in stale],
+                                                           "source_record_id": [r for _, r in stale]}))
+        not_stale = ("NOT EXISTS (SELECT 1 FROM _identity_stale s WHERE s.source_id = r.source_id "
+                     "AND s.source_record_id = r.source_record_id)")
+    same = "r.name_std = n.name_std AND r.birth_date = n.birth_date AND r.sex = n.sex"
+    # one pass over the records holding the ID decides all but the health-record number
+    conn.execute(sa.text(f"""
+        INSERT INTO _identity_repeat
+        WITH one AS (
+            SELECT n.source_id, n.source_record_id, min(r.person_id) AS person_id, min(n.health_record_number) AS hrn,
+                   {', '.join(f'min(CASE WHEN {same} THEN r.{c} END) AS {c}' for c in shared)}
+            FROM _identity_night n JOIN identity_record r ON r.id_hash = n.id_hash AND r.id_valid
+            WHERE NOT n.place_anew AND {not_stale}
+            GROUP BY n.source_id, n.source_record_id
+            HAVING count(DISTINCT r.person_id) = 1
+               AND max(CASE WHEN {same} THEN 1 ELSE 0 END) = 1
+               AND max(CASE WHEN n.phone_hash IS NULL OR r.phone_hash = n.phone_hash THEN 1 ELSE 0 END) = 1)
+        SELECT * FROM one o
+        WHERE o.hrn IS NULL OR NOT EXISTS (SELECT 1 FROM identity_record h
+                                           WHERE h.health_record_number = o.hrn AND h.person_id <> o.person_id)
+    """))
+    own = ["batch_id", "name_std", "sex", "birth_date", "id_hash", "phone_hash", "health_record_number",
+           "household_key", "township", "village", "house_number", "address_text", "address_head", "address_tail"]
+    columns = {"source_id": "o.source_id", "source_record_id": "o.source_record_id", "person_id": "o.person_id",
+               **{c: f"n.{c}" for c in own}, **{c: f"o.{c}" for c in shared}, "id_valid": "TRUE",
+               "id_foreign": "FALSE", "link_kind": "'deterministic'", "match_probability": "1.0",
+               "linked_at": ":now", "run_id": ":run"}
+    conn.execute(sa.text(f"INSERT INTO identity_record ({', '.join(columns)}) SELECT {', '.join(columns.values())} "
+                         "FROM _identity_repeat o JOIN _identity_night n ON n.source_id = o.source_id "
+                         "AND n.source_record_id = o.source_record_id"), {"now": now, "run": run_id})
+    conn.execute(sa.text("INSERT INTO person_link (source_id, source_record_id, person_id, link_kind, "
+                         "match_probability, linked_at, run_id) SELECT source_id, source_record_id, person_id, "
+                         "'deterministic', 1.0, :now, :run FROM _identity_repeat"), {"now": now, "run": run_id})
+    found = _arrow_table(conn, "SELECT source_id, source_record_id, person_id FROM _identity_repeat",
+                         pa.schema([(c, pa.string()) for c in ("source_id", "source_record_id", "person_id")]))
+    for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
+        conn.execute(sa.text(f"DELETE FROM {table}"))
+    uids = pc.binary_join_element_wise(found["source_id"], found["source_record_id"], "|").to_pylist()
+    return dict(zip(uids, found["person_id"].to_pylist()))
 
 
 def to_link(conn) -> pd.DataFrame:
