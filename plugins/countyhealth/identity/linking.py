@@ -27,13 +27,14 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
             return summary
         step("read")
         accepted, rejected = store.decisions(conn)  # a reviewer's, honoured by every run
-        uids = pending["source_id"] + "|" + pending["source_record_id"]
-        previous = {u: p for u, p in zip(uids, pending["previous_person_id"]) if isinstance(p, str)}
-        repeats = store.link_repeats(wh, conn, features.repeat_keys(pending), now=store.now(), run_id=run_id,
+        changed = pending[pending["previous_person_id"].notna()]
+        previous = dict(zip(changed["source_id"] + "|" + changed["source_record_id"], changed["previous_person_id"]))
+        repeats = store.link_repeats(wh, conn, pending, now=store.now(), run_id=run_id,
                                      place_anew=set(previous) | {u for pair in accepted | rejected for u in pair})
-        repeated = uids.isin(repeats).to_numpy()
         step("repeats")
-        new_f = features.build(pending[~repeated] if repeated.any() else pending)
+        if repeats:
+            pending = pending[~(pending["source_id"] + "|" + pending["source_record_id"]).isin(repeats).to_numpy()]
+        new_f = features.build(pending)
         step("features")
         result = engine.LinkResult({}, {})
         if len(new_f):  # (a night of repeats only leaves nothing to score)

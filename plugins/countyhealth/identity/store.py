@@ -114,7 +114,7 @@ def _compared(columns: dict[str, pa.Array], n: int, person_id: pa.Array | None) 
     return out
 
 
-def link_repeats(wh, conn, keys: pd.DataFrame, *, place_anew: set[str], now, run_id: str) -> dict[str, str]:
+def link_repeats(wh, conn, pending: pd.DataFrame, *, place_anew: set[str], now, run_id: str) -> dict[str, str]:
     """Link the records of this run that only repeat what one linked person's records say, and return them with
     that person. A repeat has the same valid resident ID, name, birth date and sex as a record of that person, the
     ID held by no other person, its phone none or one the person's records with that ID have, its health-record
@@ -125,12 +125,13 @@ def link_repeats(wh, conn, keys: pd.DataFrame, *, place_anew: set[str], now, run
     for and scored; the repeats are candidates for them like any linked record, and a merge this run takes them
     along (they are in identity_record already).
 
-    ``keys``: :func:`features.repeat_keys`. A repeat's features are its matching record's — the name's pinyin and
+    ``pending``: person rows as :func:`to_link` reads them. A repeat's features are its matching record's — the name's pinyin and
     the sealed ID are functions of what both share — but for its own phone hash, health-record number and address
     parts. Records in ``place_anew`` (changed ones, those a reviewer decided on) are not repeats, and a changed
     record's stored features (what it said before) do not make others repeats."""
-    if not len(keys) or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
-        return {}
+    if not len(pending) or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
+        return {}  # (the first run: nothing linked to repeat)
+    keys = features.repeat_keys(pending)
     night = pa.table({c: pa.array(keys[c].to_numpy(dtype=object), pa.string(), from_pandas=True)
                       for c in features.REPEAT_KEYS if c != "unique_id"})
     # (a record handed over twice is placed by the engine, which takes its last features)
@@ -192,10 +193,19 @@ def link_repeats(wh, conn, keys: pd.DataFrame, *, place_anew: set[str], now, run
     return dict(zip(uids, found["person_id"].to_pylist()))
 
 
+# what a run reads of a person row: what features.build compares, and the batch. Not the phone's ciphertext where
+# its hash is there (the hash is what is compared: a phone without one did not normalise to a number when loaded),
+# nor the facility or update time (no comparison reads them; golden records read them in SQL) — a night's hundred
+# thousand rows become Python objects, a column at a time.
+_READ = ["source_id", "source_record_id", "batch_id", "name", "sex_code", "birth_date", "id_number", "id_number_hash",
+         "phone_hash", "health_record_number", "address", "address_township", "address_village", "address_house_number"]
+
+
 def to_link(conn) -> pd.DataFrame:
     """Person rows never linked, or changed since their link (their batch differs from the one linked)."""
-    cols = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
-    return _arrow_frame(conn, f"SELECT {cols}, r.person_id AS previous_person_id FROM person p "
+    cols = ", ".join(f"p.{c}" for c in _READ if c in PERSON_COLUMNS)
+    return _arrow_frame(conn, f"SELECT {cols}, CASE WHEN p.phone_hash IS NULL THEN p.phone END AS phone, "
+                              "r.person_id AS previous_person_id FROM person p "
                               "LEFT JOIN identity_record r ON r.source_id = p.source_id "
                               "AND r.source_record_id = p.source_record_id "
                               "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
