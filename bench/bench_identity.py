@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 
 def exact_id(frame: pd.DataFrame, rows: pd.DataFrame) -> dict[str, str]:
@@ -65,25 +64,6 @@ def ours(frame: pd.DataFrame, settings: dict, thresholds, backend: str = "duckdb
     res = engine.link(frame, None, {}, settings=settings, thresholds=thresholds, mint=lambda: f"P{next(seq):010d}",
                       backend=backend)
     return res.person_of, time.perf_counter() - t0, res
-
-
-def candidate_records(new: pd.DataFrame, old: pd.DataFrame, person_of: dict[str, str]) -> pd.DataFrame:
-    """What ``store.candidates`` selects from the warehouse, here by DuckDB on the frames: linked records sharing
-    any blocking key of ``model.BLOCKING_RULES`` with a new record (one equi-join per rule, unioned, as the
-    warehouse runs it), plus every record of the persons they belong to."""
-    import duckdb
-
-    from countyhealth.identity import model
-
-    rules = model.rules_carried(model.BLOCKING_RULES, new)
-    con = duckdb.connect()
-    con.register("l", new)
-    con.register("r", old)
-    hit = con.execute(" UNION ".join(f"SELECT r.unique_id FROM r JOIN l ON {rule}" for rule in rules)).fetchnumpy()
-    con.close()
-    persons = {person_of[u] for u in hit["unique_id"]}
-    member = np.fromiter((person_of.get(u) in persons for u in old["unique_id"]), dtype=bool, count=len(old))
-    return old[member]
 
 
 def main() -> None:
@@ -136,38 +116,6 @@ def main() -> None:
                       mint=lambda: f"P{next(seq):010d}", backend=args.backend)
     inc_s = time.perf_counter() - t0
 
-    # the pipeline's night (identity.linking): the warehouse hands over the night's person rows (IDs and phones
-    # encrypted) and the identity tables' stored features of the linked records sharing a blocking key with one, with
-    # those of all records of their persons (store.candidates, SQL on stored keys). Here the same selection on the
-    # frames by DuckDB, the same features.build of the night's rows, the same reading of stored features (IDs
-    # unsealed), the same engine.link — each step timed. What the warehouse holds is prepared untimed, as loading
-    # and earlier nights wrote it
-    from countyhealth import model as canonical, privacy
-    from countyhealth.identity import store
-
-    held = pd.concat([old[["source_id", "source_record_id"]].reset_index(drop=True),
-                      store.stored_features(old).reset_index(drop=True)], axis=1)
-    held["person_id"] = old["unique_id"].map(base.person_of).to_numpy()
-    # as the warehouse's query hands them over: an Arrow table
-    held = pa.Table.from_pandas(held[store.CANDIDATE_SCHEMA.names], schema=store.CANDIDATE_SCHEMA, preserve_index=False)
-    row_uid = rows["source_id"] + "|" + rows["source_record_id"]
-    night_rows = privacy.protect_person(canonical.conform("person", pa.Table.from_pylist(
-        rows[row_uid.isin(new["unique_id"]).to_numpy()].to_dict("records"), schema=canonical.schema("person"))))
-    night_rows = night_rows.to_pandas()
-    t0 = time.perf_counter()
-    cand = candidate_records(new, old, base.person_of)
-    select_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    new_f = features.build(night_rows)
-    night_feat_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cand_f = store.features_of(held.filter(pa.array(old["unique_id"].isin(cand["unique_id"]).to_numpy())))
-    read_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    cand_inc = engine.link(new_f, cand_f, dict(zip(cand_f["unique_id"], cand_f.pop("person_id"))), settings=settings,
-                           thresholds=thresholds, mint=lambda: f"P{next(seq):010d}", backend=args.backend)
-    cand_link_s = time.perf_counter() - t0
-    cand_score = evaluate.score({**base.person_of, **cand_inc.person_of}, truth)
     combined = {**base.person_of, **inc.person_of}
     # person ids of records linked before the night that the night changed (merges redirect, never renumber)
     changed = sum(1 for uid, person in inc.person_of.items() if uid in base.person_of and base.person_of[uid] != person)
@@ -188,13 +136,8 @@ def main() -> None:
     print(f"\nOurs also queued {len(res.review):,} pairs for review and refused {len(res.blocked):,} strong pairs on a "
           f"guard. Incremental: {n_new:,} new records placed against {len(old):,} linked ones in {inc_s:.1f} s "
           f"(F1 after: {inc_score.f1:.4f}, wrong merges {inc_score.wrongly_merged_residents}; existing records whose person "
-          f"id changed: {changed:,}, merges recorded: {len(inc.merges):,}). "
-          f"The pipeline's way — the night's person rows (IDs and phones encrypted) standardised, the stored "
-          f"features of the linked records the warehouse selects ({len(cand):,} sharing a blocking key with a new "
-          f"one, and their persons' other records) read with their IDs unsealed, then linked: "
-          f"{select_s + night_feat_s + read_s + cand_link_s:.1f} s (selection {select_s:.1f}, the night's features "
-          f"{night_feat_s:.1f}, stored features {read_s:.1f}, link {cand_link_s:.1f}; F1 after: {cand_score.f1:.4f}). "
-          f"Peak RSS {peak:,.0f} MB.")
+          f"id changed: {changed:,}, merges recorded: {len(inc.merges):,}); the pipeline's own night, on a "
+          f"warehouse: bench_identity_night.py. Peak RSS {peak:,.0f} MB.")
 
 
 if __name__ == "__main__":
