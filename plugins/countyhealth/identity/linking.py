@@ -29,8 +29,8 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         accepted, rejected = store.decisions(conn)  # a reviewer's, honoured by every run
         changed = pending[pending["previous_person_id"].notna()]
         previous = dict(zip(changed["source_id"] + "|" + changed["source_record_id"], changed["previous_person_id"]))
-        repeats = store.link_repeats(wh, conn, pending, now=store.now(), run_id=run_id,
-                                     place_anew=set(previous) | {u for pair in accepted | rejected for u in pair})
+        repeats = store.link_repeats(wh, conn, pending, changed=set(previous), now=store.now(), run_id=run_id,
+                                     decided={u for pair in accepted | rejected for u in pair})
         step("repeats")
         if repeats:
             pending = pending[~(pending["source_id"] + "|" + pending["source_record_id"]).isin(repeats).to_numpy()]

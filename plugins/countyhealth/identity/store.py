@@ -114,29 +114,32 @@ def _compared(columns: dict[str, pa.Array], n: int, person_id: pa.Array | None) 
     return out
 
 
-def link_repeats(wh, conn, pending: pd.DataFrame, *, place_anew: set[str], now, run_id: str) -> dict[str, str]:
+def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided: set[str], now,
+                 run_id: str) -> dict[str, str]:
     """Link the records of this run that only repeat what one linked person's records say, and return them with
     that person. A repeat has the same valid resident ID, name, birth date and sex as a record of that person, the
     ID held by no other person, its phone none or one the person's records with that ID have, its health-record
     number none or no other person's. It is linked deterministically (同一身份证号 with the same name is a
     deterministic link anyway), here in the warehouse, before anything is scored: the model could only place it
     with that person, and its phone and health-record number say nothing for or against anyone else. Most of a
-    night's records are repeats — a resident's next visit — so the rest (a third) are all that is built, selected
-    for and scored; the repeats are candidates for them like any linked record, and a merge this run takes them
-    along (they are in identity_record already).
+    night's records are repeats — a resident already linked, registered at another member or registered again —
+    so the rest (a third on the simulated county) are all that is built, selected for and scored; the repeats are
+    candidates for them like any linked record, and a merge this run takes them along (they are in
+    identity_record already).
 
-    ``pending``: person rows as :func:`to_link` reads them. A repeat's features are its matching record's — the name's pinyin and
-    the sealed ID are functions of what both share — but for its own phone hash, health-record number and address
-    parts. Records in ``place_anew`` (changed ones, those a reviewer decided on) are not repeats, and a changed
-    record's stored features (what it said before) do not make others repeats."""
+    ``pending``: person rows as :func:`to_link` reads them. A repeat's features are its matching records' — the
+    name's pinyin and the sealed ID are functions of what they share — but for its own phone hash, health-record
+    number and address parts. Records ``changed`` since their link, or ``decided`` by a reviewer, are placed by the
+    engine, not as repeats; a changed record's stored features (what it said before) make no other record a
+    repeat."""
     if not len(pending) or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
         return {}  # (the first run: nothing linked to repeat)
     keys = features.repeat_keys(pending)
     night = pa.table({c: pa.array(keys[c].to_numpy(dtype=object), pa.string(), from_pandas=True)
                       for c in features.REPEAT_KEYS if c != "unique_id"})
     # (a record handed over twice is placed by the engine, which takes its last features)
-    anew = pa.array((keys["unique_id"].isin(place_anew) | keys["unique_id"].duplicated(keep=False)).to_numpy())
-    stale = [uid.split("|", 1) for uid in place_anew]
+    anew = pa.array((keys["unique_id"].isin(changed | decided) | keys["unique_id"].duplicated(keep=False)).to_numpy())
+    stale = [uid.split("|", 1) for uid in changed]
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_night ("
                          + ", ".join(f"{c} VARCHAR" for c in night.column_names) + ", place_anew BOOLEAN)"))
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_stale (source_id VARCHAR, "
@@ -179,6 +182,7 @@ def link_repeats(wh, conn, pending: pd.DataFrame, *, place_anew: set[str], now, 
                **{c: f"n.{c}" for c in own}, **{c: f"o.{c}" for c in shared}, "id_valid": "TRUE",
                "id_foreign": "FALSE", "link_kind": "'deterministic'", "match_probability": "1.0",
                "linked_at": ":now", "run_id": ":run"}
+    assert set(columns) == set(RECORD_COLUMNS)  # (a column identity_record gains is written here too)
     conn.execute(sa.text(f"INSERT INTO identity_record ({', '.join(columns)}) SELECT {', '.join(columns.values())} "
                          "FROM _identity_repeat o JOIN _identity_night n ON n.source_id = o.source_id "
                          "AND n.source_record_id = o.source_record_id"), {"now": now, "run": run_id})
