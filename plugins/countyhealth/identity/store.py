@@ -135,10 +135,10 @@ def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided:
     if not len(pending) or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
         return {}  # (the first run: nothing linked to repeat)
     keys = features.repeat_keys(pending)
-    night = pa.table({c: pa.array(keys[c].to_numpy(dtype=object), pa.string(), from_pandas=True)
-                      for c in features.REPEAT_KEYS if c != "unique_id"})
+    night = keys.drop_columns(["unique_id"])
+    uids = keys["unique_id"].to_pandas()
     # (a record handed over twice is placed by the engine, which takes its last features)
-    anew = pa.array((keys["unique_id"].isin(changed | decided) | keys["unique_id"].duplicated(keep=False)).to_numpy())
+    anew = pa.array((uids.isin(changed | decided) | uids.duplicated(keep=False)).to_numpy())
     stale = [uid.split("|", 1) for uid in changed]
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_night ("
                          + ", ".join(f"{c} VARCHAR" for c in night.column_names) + ", place_anew BOOLEAN)"))
@@ -208,11 +208,23 @@ _READ = ["source_id", "source_record_id", "batch_id", "name", "sex_code", "birth
 def to_link(conn) -> pd.DataFrame:
     """Person rows never linked, or changed since their link (their batch differs from the one linked)."""
     cols = ", ".join(f"p.{c}" for c in _READ if c in PERSON_COLUMNS)
-    return _arrow_frame(conn, f"SELECT {cols}, CASE WHEN p.phone_hash IS NULL THEN p.phone END AS phone, "
-                              "r.person_id AS previous_person_id FROM person p "
-                              "LEFT JOIN identity_record r ON r.source_id = p.source_id "
-                              "AND r.source_record_id = p.source_record_id "
-                              "WHERE r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id")
+    sql = (f"SELECT {cols}, CASE WHEN p.phone_hash IS NULL THEN p.phone END AS phone, "
+           "r.person_id AS previous_person_id FROM person p "
+           "LEFT JOIN identity_record r ON r.source_id = p.source_id AND r.source_record_id = p.source_record_id "
+           "WHERE (r.person_id IS NULL OR r.batch_id IS DISTINCT FROM p.batch_id)")
+    if conn.dialect.name == "duckdb":
+        # DuckDB keeps no index to join a million rows by: only batches not linked as they stand are joined — per
+        # batch, the rows and a sum of their keys' hashes in person and identity_record differ (a night: the
+        # night's batches; a changed row makes both its old batch and its new one differ)
+        sql = ("WITH p_batch AS (SELECT batch_id, count(*) AS n, sum(hash(source_id, source_record_id)::HUGEINT) AS h "
+               "FROM person GROUP BY batch_id), "
+               "r_batch AS (SELECT batch_id, count(*) AS n, sum(hash(source_id, source_record_id)::HUGEINT) AS h "
+               "FROM identity_record GROUP BY batch_id), "
+               "open_batch AS (SELECT p_batch.batch_id FROM p_batch LEFT JOIN r_batch "
+               "ON r_batch.batch_id IS NOT DISTINCT FROM p_batch.batch_id "
+               "WHERE r_batch.n IS NULL OR r_batch.n <> p_batch.n OR r_batch.h <> p_batch.h) "
+               + sql + " AND p.batch_id IN (SELECT batch_id FROM open_batch)")
+    return _arrow_frame(conn, sql)
 
 
 def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str] = frozenset()) -> pd.DataFrame:
