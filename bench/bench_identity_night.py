@@ -44,6 +44,17 @@ def links(wh) -> dict[str, str]:
     return dict(rows)
 
 
+def yardstick() -> float:
+    """Seconds of a fixed piece of work — a DuckDB hash join of 3M rows and a million Python string hashes — timed
+    beside the night: the machine is shared, and a night is only comparable across runs as a ratio to this."""
+    import duckdb
+
+    t0 = time.perf_counter()
+    duckdb.sql("SELECT count(*) FROM range(3000000) a JOIN range(3000000) b ON a.range = b.range").fetchall()
+    sum(hash(str(i)) for i in range(1_000_000))
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--residents", type=int, default=100_000)
@@ -78,7 +89,9 @@ def main() -> None:
             first = identity.run(wh)
             before = links(wh)
             night_load_s = load_people(wh, [r for r, t in zip(rows, tonight) if t], "tonight")
+            yard_before = yardstick()
             night = identity.run(wh)
+            yard_after = yardstick()
             after = links(wh)
         finally:
             if pg:
@@ -103,7 +116,9 @@ def main() -> None:
           f"{night.splits} | {night.queued_for_review:,} | {night.seconds:.1f} | {steps(night)} |")
     print(f"\nAfter the night: precision {score.precision:.4f}, recall {score.recall:.4f}, F1 {score.f1:.4f}, "
           f"{score.wrongly_merged_residents} wrongly merged, {score.split_residents} split; records linked before the "
-          f"night whose person id changed: {changed:,} (a merge redirects, never renumbers). Peak RSS {peak:,.0f} MB.")
+          f"night whose person id changed: {changed:,} (a merge redirects, never renumbers). Peak RSS {peak:,.0f} MB. "
+          f"Yardstick (fixed work, `yardstick()`) just before and after the night: {yard_before:.2f} s and "
+          f"{yard_after:.2f} s.")
 
 
 if __name__ == "__main__":
