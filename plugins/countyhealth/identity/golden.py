@@ -80,6 +80,6 @@ def _trust_table(wh, conn, cfg) -> None:
     sources = [row[0] for row in conn.execute(sa.text("SELECT DISTINCT source_id FROM identity_record")).fetchall()]
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_trust (source_id VARCHAR, trust_rank INTEGER)"))
     conn.execute(sa.text("DELETE FROM _identity_trust"))
-    wh.insert_arrow(conn, "_identity_trust", pa.table({"source_id": pa.array(sources, pa.string()),
+    store.fill_temp(wh, conn, "_identity_trust", pa.table({"source_id": pa.array(sources, pa.string()),
                                                         "trust_rank": pa.array([cfg.trust_rank(s) for s in sources],
                                                                                pa.int32())}))

@@ -62,6 +62,15 @@ def _arrow_frame(conn, sql: str) -> pd.DataFrame:
     return frame
 
 
+def fill_temp(wh, conn, table: str, data: pa.Table) -> None:
+    """Rows of this run into one of its temporary tables — on PostgreSQL with statistics gathered, which it never
+    gathers for temporary tables itself: without them a night's joins were planned for a few rows and sorted on
+    disk."""
+    wh.insert_arrow(conn, table, data)
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"ANALYZE {table}"))
+
+
 def stored_features(feats: pd.DataFrame) -> pd.DataFrame:
     """A feature frame (:func:`features.build`) → the feature columns identity_record keeps: the ID sealed."""
     out = feats[FEATURE_COLUMNS].copy()
@@ -152,10 +161,10 @@ def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided:
                          + ", ".join(f"{c} VARCHAR" for c in shared) + ")"))
     for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
         conn.execute(sa.text(f"DELETE FROM {table}"))
-    wh.insert_arrow(conn, "_identity_night", night.append_column("place_anew", anew))
+    fill_temp(wh, conn, "_identity_night", night.append_column("place_anew", anew))
     not_stale = "TRUE"
     if stale:  # (most nights none: the anti-join costs a pass over identity_record even when empty)
-        wh.insert_arrow(conn, "_identity_stale", pa.table({"source_id": [s for s, _ in stale],
+        fill_temp(wh, conn, "_identity_stale", pa.table({"source_id": [s for s, _ in stale],
                                                            "source_record_id": [r for _, r in stale]}))
         not_stale = ("NOT EXISTS (SELECT 1 FROM _identity_stale s WHERE s.source_id = r.source_id "
                      "AND s.source_record_id = r.source_record_id)")
@@ -244,7 +253,7 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     keys = new[sorted({c for k in present for c in k})].drop_duplicates()
     if present:
-        wh.insert_arrow(conn, "_identity_keys", pa.Table.from_pandas(
+        fill_temp(wh, conn, "_identity_keys", pa.Table.from_pandas(
             keys.astype(object).where(keys.notna(), None), preserve_index=False,
             schema=pa.schema([(c, pa.string()) for c in keys])))
     # one equi-join per key, unioned: a join on "key1 OR key2 OR …" cannot hash and compares every new record
@@ -272,7 +281,7 @@ def persons_table(wh, conn, person_ids) -> str:
     is parsed and planned per chunk, and a night touches a hundred thousand persons."""
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_persons (person_id VARCHAR)"))
     conn.execute(sa.text("DELETE FROM _identity_persons"))
-    wh.insert_arrow(conn, "_identity_persons", pa.table({"person_id": pa.array(list(person_ids), pa.string())}))
+    fill_temp(wh, conn, "_identity_persons", pa.table({"person_id": pa.array(list(person_ids), pa.string())}))
     return "_identity_persons"
 
 
