@@ -108,18 +108,12 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
     columns["id18"] = pc.take(pa.array([opened[t] for t in distinct.to_pylist()], pa.string()),
                               pc.index_in(sealed, value_set=distinct))
     columns["phone"] = records["phone_hash"]  # phones are compared by their keyed hash (features.build)
-    return _compared(columns, n, records["person_id"] if with_person else None)
-
-
-def _compared(columns: dict[str, pa.Array], n: int, person_id: pa.Array | None) -> pd.DataFrame:
-    """Arrow columns of candidates → the frame the engine compares: every feature column (those not compared — the
-    facility, the name's parts as written, the update time — null), record and person ids as Python objects."""
-    absent = pa.nulls(n, pa.string())
+    absent = pa.nulls(n, pa.string())  # not compared: the facility, the name's parts as written, the update time
     table = pa.table({c: columns.get(c, absent) for c in features.COLUMNS})
     out = table.to_pandas(types_mapper=pd.ArrowDtype)
-    out["unique_id"] = columns["unique_id"].to_numpy(zero_copy_only=False).astype(object)
-    if person_id is not None:
-        out["person_id"] = person_id.to_numpy(zero_copy_only=False).astype(object)
+    ids = ["unique_id"] + (["person_id"] if with_person else [])
+    for c in ids:
+        out[c] = (columns if c == "unique_id" else records)[c].to_numpy(zero_copy_only=False).astype(object)
     return out
 
 
@@ -171,7 +165,7 @@ def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided:
     same = "r.name_std = n.name_std AND r.birth_date = n.birth_date AND r.sex = n.sex"
     # one pass over the records holding the ID decides all but the health-record number
     conn.execute(sa.text(f"""
-        INSERT INTO _identity_repeat
+        INSERT INTO _identity_repeat (source_id, source_record_id, person_id, hrn, {', '.join(shared)})
         WITH one AS (
             SELECT n.source_id, n.source_record_id, min(r.person_id) AS person_id, min(n.health_record_number) AS hrn,
                    {', '.join(f'min(CASE WHEN {same} THEN r.{c} END) AS {c}' for c in shared)}
@@ -181,7 +175,7 @@ def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided:
             HAVING count(DISTINCT r.person_id) = 1
                AND max(CASE WHEN {same} THEN 1 ELSE 0 END) = 1
                AND max(CASE WHEN n.phone_hash IS NULL OR r.phone_hash = n.phone_hash THEN 1 ELSE 0 END) = 1)
-        SELECT * FROM one o
+        SELECT o.source_id, o.source_record_id, o.person_id, o.hrn, {', '.join(f'o.{c}' for c in shared)} FROM one o
         WHERE o.hrn IS NULL OR NOT EXISTS (SELECT 1 FROM identity_record h
                                            WHERE h.health_record_number = o.hrn AND h.person_id <> o.person_id)
     """))
