@@ -7,12 +7,13 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from countyhealth import identity, privacy, settings
-from countyhealth.identity import engine
+from countyhealth.identity import engine, features, store
 from countyhealth.identity.commands import identity as identity_cli
 from countyhealth.warehouse import Warehouse
 
@@ -226,8 +227,6 @@ def test_a_nights_repeats_are_linked_in_the_warehouse_with_the_features_building
     assert s.linked_deterministic >= 2 and "repeats" in s.steps
     assert {person_of(wh, "his_h350125001", r) for r in ("R1", "R2", "S1")} == {person}
     # what identity_record keeps of a repeat is what building its features would have given
-    from countyhealth.identity import features, store
-
     with wh.engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT * FROM person WHERE source_record_id IN ('R1', 'R2') "
                                     "ORDER BY source_record_id")).mappings().all()
@@ -237,8 +236,6 @@ def test_a_nights_repeats_are_linked_in_the_warehouse_with_the_features_building
                                     "WHERE source_record_id = 'R1'")).one()
         golden_records = conn.execute(sa.text("SELECT records FROM golden_person WHERE person_id = :p"),
                                       {"p": person}).scalar()
-    import pandas as pd
-
     built = store.stored_features(features.build(pd.DataFrame([dict(r) for r in rows])))
     for i, row in enumerate(kept):
         for c in store.FEATURE_COLUMNS:

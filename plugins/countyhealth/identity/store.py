@@ -290,12 +290,6 @@ def decisions(conn) -> tuple[set[frozenset], set[frozenset]]:
     return accepted, rejected
 
 
-def decided_record_ids(conn) -> set[str]:
-    rows = conn.execute(sa.text("SELECT left_source_id, left_source_record_id, right_source_id, right_source_record_id "
-                                "FROM identity_review WHERE status IN ('accepted', 'rejected')")).fetchall()
-    return {features.unique_id(a, b) for a, b, _, _ in rows} | {features.unique_id(c, d) for _, _, c, d in rows}
-
-
 def next_person_ids(conn):
     """A generator of fresh person ids: P + 10 digits, never reused (after the highest ever minted)."""
     # fetchall, not scalar(): DuckDB 2 keeps a half-read result open and refuses the next statement
