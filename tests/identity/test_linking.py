@@ -332,10 +332,17 @@ def test_migration_0010_keeps_a_linked_warehouse_and_drops_only_duckdbs_key_inde
             shutil.copy(path, before_0010 / "duckdb" / path.name)
     wh = Warehouse(duckdb_url)
     wh.migrate(sql_dir=before_0010)
+    shutil.copy(settings.sql_dir() / "duckdb" / "0010_identity_tables_without_art.sql", before_0010 / "duckdb")
     load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011"),
                      rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
     identity.run(wh)
-    person = person_of(wh, "public_health", "D1")
+
+    def linked(source_id: str, source_record_id: str) -> str:  # (the code writes identity_record alone: 0011)
+        with wh.engine.connect() as conn:
+            return conn.execute(sa.text("SELECT person_id FROM identity_record WHERE source_id = :s AND "
+                                        "source_record_id = :r"), {"s": source_id, "r": source_record_id}).one()[0]
+
+    person = linked("public_health", "D1")
 
     def constraints() -> set[tuple[str, str]]:
         with wh.engine.connect() as conn:
@@ -344,15 +351,16 @@ def test_migration_0010_keeps_a_linked_warehouse_and_drops_only_duckdbs_key_inde
                 "('identity_record', 'person_link', 'golden_person', 'identity_event')")).fetchall())
 
     assert ("identity_record", "PRIMARY KEY") in constraints()
-    assert wh.migrate() == [10]
+    assert wh.migrate(sql_dir=before_0010) == [10]
     after = constraints()
     assert not {kind for _, kind in after} - {"NOT NULL"}
     assert ("identity_record", "NOT NULL") in after and ("golden_person", "NOT NULL") in after
-    assert person_of(wh, "his_h350125001", "P9") == person
+    assert linked("his_h350125001", "P9") == person
     with wh.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM golden_person")).one()[0] == 1
         with pytest.raises(sa.exc.DBAPIError, match="NOT NULL"):
             conn.execute(sa.text("INSERT INTO person_link (source_id, source_record_id) VALUES ('a', 'b')"))
+    assert wh.migrate() == [11]  # (person_link a view of identity_record: test_migration_0011_…)
     load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
     identity.run(wh)
     assert person_of(wh, "contracts", "Q1") == person
@@ -423,3 +431,37 @@ def test_blocking_command_counts_the_pairs_each_rule_makes():
     assert set(model.BLOCKING_RULES) < set(counts)
     # surname alone is the rule the others were chosen to avoid: it makes more pairs than all of them together
     assert counts["l.surname_pinyin = r.surname_pinyin"] > sum(counts[r] for r in model.BLOCKING_RULES)
+
+
+def test_migration_0011_keeps_every_link_readable_as_person_link_and_links_are_written_once(warehouse_url, tmp_path):
+    url = warehouse_url
+    dialect = Warehouse(url).dialect
+    before_0011 = tmp_path / "sql"
+    (before_0011 / dialect).mkdir(parents=True)
+    for path in sorted((settings.sql_dir() / dialect).glob("*.sql")):
+        if int(path.name[:4]) < 11:
+            shutil.copy(path, before_0011 / dialect / path.name)
+    wh = Warehouse(url)
+    wh.migrate(sql_dir=before_0011)
+    with wh.begin() as conn:  # a link written as every run before 0011 wrote it: in both tables
+        for table in ("identity_record", "person_link"):
+            conn.execute(sa.text(f"INSERT INTO {table} (source_id, source_record_id, person_id, link_kind, "
+                                 "match_probability, linked_at, run_id) VALUES ('public_health', 'D0', 'P0000000007', "
+                                 "'probabilistic', 0.97, TIMESTAMP '2026-01-02 03:04:05', 'r0')"))
+    assert wh.migrate() == [11]
+    with wh.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT source_id, source_record_id, person_id, link_kind, match_probability, "
+                                    "run_id FROM person_link")).all() == [
+            ("public_health", "D0", "P0000000007", "probabilistic", 0.97, "r0")]
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011"),
+                     rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
+    identity.run(wh)
+    load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
+    identity.run(wh)  # (a repeat: linked in the warehouse, store.link_repeats)
+    with wh.engine.connect() as conn:
+        links = conn.execute(sa.text("SELECT source_id, source_record_id, person_id, link_kind FROM person_link "
+                                     "ORDER BY 1, 2")).all()
+        records = conn.execute(sa.text("SELECT source_id, source_record_id, person_id, link_kind FROM "
+                                       "identity_record ORDER BY 1, 2")).all()
+    assert links == records and len(links) == 4
+    assert len({person for _, record, person, _ in links if record != "D0"}) == 1

@@ -50,8 +50,10 @@ def load_county(wh, labs, exams=(), eqa=None):
         conn.execute(sa.text("INSERT INTO empi_person VALUES ('P0000000001', 'active', NULL, :t, :t), "
                              "('P0000000002', 'merged', 'P0000000001', :t, :t)"), {"t": now})
         for sid, rid in (("his_w350125101", "P1"), ("his_h350125001", "X9")):
-            conn.execute(sa.text("INSERT INTO person_link VALUES (:s, :r, 'P0000000001', 'deterministic', 1.0, :t, 'r')"),
-                         {"s": sid, "r": rid, "t": now})
+            # (person_link, what results read, is a view of the identity stage's identity_record: migration 0011)
+            conn.execute(sa.text("INSERT INTO identity_record (source_id, source_record_id, person_id, link_kind, "
+                                 "match_probability, linked_at, run_id) VALUES (:s, :r, 'P0000000001', "
+                                 "'deterministic', 1.0, :t, 'r')"), {"s": sid, "r": rid, "t": now})
         for fac, item, start, end, passed in eqa or []:
             conn.execute(sa.text("INSERT INTO eqa_certification VALUES (:f, :i, :s, :e, :p, :t)"),
                          {"f": fac, "i": item, "s": start, "e": end, "p": passed, "t": now})

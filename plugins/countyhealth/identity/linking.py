@@ -62,7 +62,7 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
             elif kind == "manual":
                 summary.linked_manual += 1
         _write_persons(wh, conn, result, now, run_id, summary)
-        _write_records(wh, conn, new_f, result, now, run_id)
+        _write_records(wh, conn, new_f, result, now, run_id, relinked=set(previous))
         summary.queued_for_review = _write_review(wh, conn, result, now, run_id)
         step("write")
         touched = sorted({p for p in result.person_of.values()} | {to for _, _, to in result.moves}
@@ -128,12 +128,15 @@ def _redirect(conn, merged: str, survivor: str, now) -> None:
                          "WHERE person_id = :m"), {"s": survivor, "m": merged, "t": now})
     conn.execute(sa.text("UPDATE empi_person SET merged_into = :s, updated_at = :t WHERE merged_into = :m"),
                  {"s": survivor, "m": merged, "t": now})  # earlier redirects follow along
-    for table in ("identity_record", "person_link"):
-        conn.execute(sa.text(f"UPDATE {table} SET person_id = :s WHERE person_id = :m"), {"s": survivor, "m": merged})
+    # (person_link, the results stage's view of the links, is identity_record's)
+    conn.execute(sa.text("UPDATE identity_record SET person_id = :s WHERE person_id = :m"), {"s": survivor, "m": merged})
     conn.execute(sa.text("DELETE FROM golden_person WHERE person_id = :m"), {"m": merged})
 
 
-def _write_records(wh, conn, new_f: pd.DataFrame, result: engine.LinkResult, now, run_id: str) -> None:
+def _write_records(wh, conn, new_f: pd.DataFrame, result: engine.LinkResult, now, run_id: str,
+                   relinked: set[str]) -> None:
+    """The placed records' identity_record rows (person_link is a view of them); the rows of ``relinked`` records
+    (linked before, changed since) replace their old ones."""
     frame = new_f.copy()
     frame["person_id"] = frame["unique_id"].map(result.person_of)
     kinds = frame["unique_id"].map(lambda u: result.link_kind.get(u, ("new", None)))
@@ -141,25 +144,23 @@ def _write_records(wh, conn, new_f: pd.DataFrame, result: engine.LinkResult, now
     frame["match_probability"] = [p for _, p in kinds]
     frame["linked_at"] = now
     frame["run_id"] = run_id
-    keys = pa.Table.from_pandas(frame[["source_id", "source_record_id"]], preserve_index=False)
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_new (source_id VARCHAR, source_record_id VARCHAR)"))
-    conn.execute(sa.text("DELETE FROM _identity_new"))
-    store.fill_temp(wh, conn, "_identity_new", keys)
-    for table in ("identity_record", "person_link"):
-        conn.execute(sa.text(f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM _identity_new n WHERE "
-                             f"n.source_id = {table}.source_id AND n.source_record_id = {table}.source_record_id)"))
+    again = frame["unique_id"].isin(relinked).to_numpy()
+    if again.any():  # (most nights none: the delete is a pass over identity_record)
+        keys = pa.Table.from_pandas(frame.loc[again, ["source_id", "source_record_id"]], preserve_index=False)
+        conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_new (source_id VARCHAR, "
+                             "source_record_id VARCHAR)"))
+        conn.execute(sa.text("DELETE FROM _identity_new"))
+        store.fill_temp(wh, conn, "_identity_new", keys)
+        conn.execute(sa.text("DELETE FROM identity_record WHERE EXISTS (SELECT 1 FROM _identity_new n WHERE "
+                             "n.source_id = identity_record.source_id AND "
+                             "n.source_record_id = identity_record.source_record_id)"))
+        conn.execute(sa.text("DELETE FROM _identity_new"))
     stored = store.stored_features(new_f)
     for c in store.FEATURE_COLUMNS:
         frame[c] = stored[c].to_numpy()
     # (Arrow reads NaN and NaT in pandas columns as nulls itself: no copy with None put in)
-    rec_table = pa.Table.from_pandas(frame[store.RECORD_COLUMNS], preserve_index=False, schema=_record_schema())
-    wh.insert_arrow(conn, "identity_record", rec_table)
-    link = pa.table({"source_id": rec_table.column("source_id"), "source_record_id": rec_table.column("source_record_id"),
-                     "person_id": rec_table.column("person_id"), "link_kind": rec_table.column("link_kind"),
-                     "match_probability": rec_table.column("match_probability"),
-                     "linked_at": rec_table.column("linked_at"), "run_id": rec_table.column("run_id")})
-    wh.insert_arrow(conn, "person_link", link)
-    conn.execute(sa.text("DELETE FROM _identity_new"))
+    wh.insert_arrow(conn, "identity_record", pa.Table.from_pandas(frame[store.RECORD_COLUMNS], preserve_index=False,
+                                                                  schema=_record_schema()))
 
 
 def _record_schema() -> pa.Schema:

@@ -119,8 +119,8 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
 
 def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided: set[str], now,
                  run_id: str) -> dict[str, str]:
-    """Link the records of this run that only repeat what one linked person's records say, and return them with
-    that person. A repeat has the same valid resident ID, name, birth date and sex as a record of that person, the
+    """Link the records of this run that only repeat what one linked person's records say (their identity_record
+    rows written: person_link is a view of them), and return them with that person. A repeat has the same valid resident ID, name, birth date and sex as a record of that person, the
     ID held by no other person, its phone none or one the person's records with that ID have, its health-record
     number none or no other person's. It is linked deterministically (同一身份证号 with the same name is a
     deterministic link anyway), here in the warehouse, before anything is scored: the model could only place it
@@ -189,9 +189,6 @@ def link_repeats(wh, conn, pending: pd.DataFrame, *, changed: set[str], decided:
     conn.execute(sa.text(f"INSERT INTO identity_record ({', '.join(columns)}) SELECT {', '.join(columns.values())} "
                          "FROM _identity_repeat o JOIN _identity_night n ON n.source_id = o.source_id "
                          "AND n.source_record_id = o.source_record_id"), {"now": now, "run": run_id})
-    conn.execute(sa.text("INSERT INTO person_link (source_id, source_record_id, person_id, link_kind, "
-                         "match_probability, linked_at, run_id) SELECT source_id, source_record_id, person_id, "
-                         "'deterministic', 1.0, :now, :run FROM _identity_repeat"), {"now": now, "run": run_id})
     found = _arrow_table(conn, "SELECT source_id, source_record_id, person_id FROM _identity_repeat",
                          pa.schema([(c, pa.string()) for c in ("source_id", "source_record_id", "person_id")]))
     for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
