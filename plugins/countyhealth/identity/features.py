@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from countyhealth import privacy, resident_id
 from countyhealth.standardise import person as std
@@ -179,22 +180,59 @@ def _addresses(rows: pd.DataFrame, get) -> dict[str, np.ndarray]:
 
 
 # what store.link_repeats compares of a warehouse row, and the columns of its own it writes
-REPEAT_KEYS = ["unique_id", "source_id", "source_record_id", "batch_id", "id_hash", "name_std", "birth_date", "sex",
-               "phone_hash", "health_record_number", "township", "village", "house_number", "address_text",
-               "address_head", "address_tail", "household_key"]
+REPEAT_KEYS = ["source_id", "source_record_id", "batch_id", "id_hash", "name_std", "birth_date", "sex", "phone_hash",
+               "health_record_number", "township", "village", "house_number", "address_text", "address_head",
+               "address_tail", "household_key"]
 
 
-def repeat_keys(rows: pd.DataFrame) -> pa.Table:
-    """Warehouse person rows → what :func:`store.link_repeats` needs of each: the ID's keyed hash as the warehouse
-    keeps it (nothing decrypted), name, birth date, sex, phone hash, health-record number, and the address parts
-    it writes — of rows carrying all of ID, name, birth date and sex (no other can repeat a person); no pinyin."""
-    get = _getter(rows)
-    out = _as_given(rows, get)
-    out["id_hash"], out["phone_hash"] = get("id_number_hash"), get("phone_hash")
-    keep = pd.notna(out["id_hash"]) & pd.notna(out["name_std"]) & pd.notna(out["birth_date"]) & pd.notna(out["sex"])
-    out = {c: v[keep] for c, v in out.items()}
-    out.update(_addresses(rows[keep], _getter(rows[keep])))
-    return pa.table({c: pa.array(out[c], pa.string(), from_pandas=True) for c in REPEAT_KEYS})
+def _arrow_spread(values, fn, n_out: int | None = None):
+    """:func:`_spread` on an Arrow column: ``fn`` once per distinct value (nulls stay null), spread back by the
+    dictionary's indices — nothing but the distinct values becomes a Python object."""
+    encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
+    results = [fn(v) for v in encoded.dictionary.to_pylist()]
+    if n_out is None:
+        return pc.take(pa.array(results, pa.string()), encoded.indices)
+    return [pc.take(pa.array([r[j] for r in results], pa.string()), encoded.indices) for j in range(n_out)]
+
+
+def repeat_keys(rows: pa.Table) -> pa.Table:
+    """Warehouse person rows (Arrow, as :func:`store.to_link` reads them) → what :func:`store.link_repeats` needs
+    of each: the ID's keyed hash as the warehouse keeps it (nothing decrypted), name, birth date, sex, phone hash,
+    health-record number, and the address parts it writes — of rows carrying all of ID, name, birth date and sex (no
+    other can repeat a person); no pinyin. The same values :func:`build` gives (tests/identity/test_linking.py
+    compares them), computed a column at a time: most of a night's records are repeats, and as Python objects
+    their columns cost more than standardising their distinct values."""
+    n = rows.num_rows
+    text = pa.string()
+
+    def col(name):
+        return rows[name] if name in rows.column_names else pa.chunked_array([pa.nulls(n, text)])
+
+    births = col("birth_date")
+    if pa.types.is_timestamp(births.type):
+        births = births.cast(pa.date32())
+    births = births.cast(text) if pa.types.is_date(births.type) else pc.utf8_slice_codeunits(births.cast(text), 0, 10)
+    sex = col("sex_code").cast(text)
+    out = {"source_id": col("source_id"), "source_record_id": col("source_record_id"), "batch_id": col("batch_id"),
+           "id_hash": col("id_number_hash"), "name_std": _arrow_spread(col("name"), std.normalise_name),
+           "birth_date": births, "sex": pc.if_else(pc.is_in(sex, pa.array(["1", "2"])), sex, pa.scalar(None, text)),
+           "phone_hash": col("phone_hash"),
+           "health_record_number": _arrow_spread(col("health_record_number"),
+                                                 lambda v: None if std.is_placeholder(v) else v)}
+    keep = pc.and_(pc.and_(pc.is_valid(out["id_hash"]), pc.is_valid(out["name_std"])),
+                   pc.and_(pc.is_valid(out["birth_date"]), pc.is_valid(out["sex"])))
+    out = {c: pc.filter(v, keep) for c, v in out.items()}
+    parts = _arrow_spread(pc.filter(col("address"), keep), _address_parts, 6)
+    for j, name in enumerate(["township", "village", "house_number", "address_text", "address_head", "address_tail"]):
+        given = f"address_{name}"  # a source that stores the parts in their own columns (the platform) wins
+        out[name] = pc.coalesce(pc.filter(col(given), keep), parts[j]) if j < 3 and given in rows.column_names \
+            else parts[j]
+    # _household, a column at a time: the parts present, joined; none without a township or a village
+    joined = pc.binary_join_element_wise(out["township"], out["village"], out["house_number"], "|",
+                                         null_handling="skip")
+    place = pc.or_(pc.is_valid(out["township"]), pc.is_valid(out["village"]))
+    out["household_key"] = pc.if_else(pc.and_(place, pc.not_equal(joined, "")), joined, pa.scalar(None, text))
+    return pa.table({c: out[c] for c in REPEAT_KEYS})
 
 
 def build(rows: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import time
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from countyhealth.identity import IdentityConfig, IdentityRunSummary, engine, features, golden, model, store
@@ -24,21 +25,23 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
             # ran (1.1 s of the repeats' 1.8 s on 20k records)
             conn.execute(sa.text("SET LOCAL jit = off"))
         started = store.now()
-        pending = store.to_link(conn)
-        summary.records_considered = len(pending)
-        if not len(pending):
+        pending = store.to_link(conn)  # (Arrow: only what the engine places becomes Python objects)
+        summary.records_considered = pending.num_rows
+        if not pending.num_rows:
             _record_run(conn, summary, started, settings)
             return summary
         step("read")
         accepted, rejected = store.decisions(conn)  # a reviewer's, honoured by every run
-        changed = pending[pending["previous_person_id"].notna()]
-        previous = dict(zip(changed["source_id"] + "|" + changed["source_record_id"], changed["previous_person_id"]))
+        uids = pc.binary_join_element_wise(pending["source_id"], pending["source_record_id"], "|")
+        relinked = pc.is_valid(pending["previous_person_id"])
+        previous = dict(zip(uids.filter(relinked).to_pylist(),
+                            pending["previous_person_id"].filter(relinked).to_pylist()))
         repeats = store.link_repeats(wh, conn, pending, changed=set(previous), now=store.now(), run_id=run_id,
                                      decided={u for pair in accepted | rejected for u in pair})
         step("repeats")
         if repeats:
-            pending = pending[~(pending["source_id"] + "|" + pending["source_record_id"]).isin(repeats).to_numpy()]
-        new_f = features.build(pending)
+            pending = pending.filter(pc.invert(pc.is_in(uids, pa.array(list(repeats), pa.string()))))
+        new_f = features.build(store.objects_frame(pending))
         step("features")
         result = engine.LinkResult({}, {})
         if len(new_f):  # (a night of repeats only leaves nothing to score)
@@ -102,7 +105,7 @@ def _write_persons(wh, conn, result: engine.LinkResult, now, run_id: str, summar
             "person_id": pa.array(result.new_persons, pa.string()), "status": pa.array(["active"] * n),
             "created_at": ts, "updated_at": ts}))
         wh.insert_arrow(conn, "identity_event", pa.table({
-            "event_id": pa.array([store.new_event_id() for _ in range(n)]), "run_id": pa.array([run_id] * n),
+            "event_id": pa.array(store.new_event_ids(n)), "run_id": pa.array([run_id] * n),
             "kind": pa.array(["new"] * n), "person_id": pa.array(result.new_persons, pa.string()),
             "reason": pa.array(["no existing person matched"] * n), "occurred_at": ts}))
     summary.new_persons = n
