@@ -81,7 +81,16 @@ def night_here(url: str) -> None:
     print(json.dumps({"seconds": night.seconds, "steps": night.steps, "records_considered": night.records_considered,
                       "new_persons": night.new_persons, "merges": night.merges, "splits": night.splits,
                       "queued_for_review": night.queued_for_review, "yardstick": [yard_before, yard_after],
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": _peak_rss_mb()}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since it began its program (/proc's VmHWM: getrusage's maximum carries
+    over from the process that forked it — here the simulation's)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def night_apart(url: str) -> dict:
@@ -171,16 +180,18 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"| first | {first.records_considered:,} | 0 | {first.new_persons:,} | {first.merges} | {first.splits} | "
           f"{first.queued_for_review:,} | {first.seconds:.1f} | {steps(first)} |")
-    print(f"| night (median of {len(nights)}) | {night['records_considered']:,} | {len(before):,} | "
+    label = f"night (median of {len(nights)})" if len(nights) > 1 else "night"
+    print(f"| {label} | {night['records_considered']:,} | {len(before):,} | "
           f"{night['new_persons']:,} | {night['merges']} | {night['splits']} | {night['queued_for_review']:,} | "
           f"{night['seconds']:.1f} | {night_steps(night)} |")
     runs = ", ".join(f"{n['seconds']:.1f}" for n in nights)
     yards = ", ".join(f"{n['yardstick'][0]:.2f}/{n['yardstick'][1]:.2f}" for n in nights)
+    where = "in a fresh process" + (", on its own copy of the warehouse" if not args.postgres else "")
     print(f"\nAfter the night: precision {score.precision:.4f}, recall {score.recall:.4f}, F1 {score.f1:.4f}, "
           f"{score.wrongly_merged_residents} wrongly merged, {score.split_residents} split; records linked before the "
           f"night whose person id changed: {changed:,} (a merge redirects, never renumbers). Peak RSS {peak:,.0f} MB "
-          f"(the night's own process {night_peak:,.0f} MB). Each night in a fresh process, on its own copy of the "
-          f"warehouse: {runs} s; yardstick (fixed work, `yardstick()`) before/after each: {yards} s.")
+          f"(the night's own process {night_peak:,.0f} MB). Each night {where}: {runs} s; yardstick (fixed work, "
+          f"`yardstick()`) before/after each: {yards} s.")
 
 
 if __name__ == "__main__":
