@@ -12,9 +12,10 @@ engine alone on frames; this is everything around it. Prints a Markdown section 
 
 Each night runs in a process of its own, as Airflow runs a task: nothing the first run standardised (names, pinyin,
 addresses are cached per process) is still at hand, and the simulation's memory is not beside it. Its modules are
-imported before the clock starts (a task's imports are not the night's linking). On DuckDB the night runs
-``--nights`` times, each on its own copy of the warehouse as it stood before the night (the machine is shared: one
-run says little; the copies' links must all agree), each with the yardstick timed beside it.
+imported, and the pinyin and OpenCC dictionaries loaded, before the clock starts (a task's imports are not the
+night's linking). On DuckDB the night runs ``--nights`` times, each on its own copy of the warehouse as it stood
+before the night (the machine is shared: one run says little; the copies' links must all agree), each with the
+yardstick timed beside it.
 """
 
 from __future__ import annotations
@@ -66,12 +67,17 @@ def yardstick() -> float:
 
 def night_here(url: str) -> None:
     """One night on the warehouse at ``url``, in this (fresh) process: its summary and yardsticks as JSON."""
-    import pypinyin  # noqa: F401 — imported, not timed: what a task process has loaded before it runs
-    import splink  # noqa: F401
+    import splink  # noqa: F401 — imported, not timed: what a task process has loaded before it runs
     from scipy.sparse import csgraph  # noqa: F401
 
     from countyhealth import identity
+    from countyhealth.standardise import person as std
     from countyhealth.warehouse import Warehouse
+
+    # the pinyin and traditional→simplified dictionaries load on first use: initialising a library, not linking
+    # (a character each; nothing a night's names need is cached by it)
+    std.name_pinyin("张")
+    std.normalise_name("張")
 
     wh = Warehouse(url)
     yard_before = yardstick()
