@@ -118,7 +118,8 @@ def test_repeat_keys_computed_a_column_at_a_time_equal_what_build_gives():
     from countyhealth import model as warehouse_model
 
     rows = [  # (name, sex, birth, HRN, address, the platform's own address parts)
-        ("陈伟", "1", dt.date(1980, 1, 1), "35012510100100001", "福建省福州市永泰县樟城镇东门村12号", (None, None, None)),
+        ("陈伟", "1", dt.date(1980, 1, 1), "35012510100100001", "福建省福州市永泰县樟城镇东门村12号",
+         (None, None, None)),
         ("陳 偉", "1", dt.date(1980, 1, 1), "0000000000", "樟城镇东门村", ("樟城镇", None, "7")),
         ("Wei Zhang", "2", dt.date(1901, 12, 31), None, "28 Moorehead Place Goodwood 4701 SA", (None, None, None)),
         ("阿依古丽·买买提", "2", dt.date(2024, 2, 29), "12345678", None, (None, "东门村", None)),

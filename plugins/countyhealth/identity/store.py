@@ -33,11 +33,6 @@ _CANDIDATE_KEYS = [tuple(sorted(_STORED_AS.get(c, c) for c in identity_model.rul
                    for rule in identity_model.BLOCKING_RULES]
 
 
-def _frame(conn, sql: str, params: dict | None = None) -> pd.DataFrame:
-    result = conn.execute(sa.text(sql), params or {})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-
-
 def _arrow_table(conn, sql: str, schema: pa.Schema) -> pa.Table:
     """A query without parameters as an Arrow table of ``schema``: on DuckDB handed over a column at a time (hundreds
     of thousands of rows through SQLAlchemy's row objects take seconds), elsewhere built from the rows."""
@@ -117,22 +112,21 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
 
 def link_repeats(wh, conn, pending: pa.Table, *, changed: set[str], decided: set[str], now,
                  run_id: str) -> dict[str, str]:
-    """Link the records of this run that only repeat what one linked person's records say (their identity_record
-    rows written: person_link is a view of them), and return them with that person. A repeat has the same valid resident ID, name, birth date and sex as a record of that person, the
-    ID held by no other person, its phone none or one the person's records with that ID have, its health-record
-    number none or no other person's. It is linked deterministically (同一身份证号 with the same name is a
-    deterministic link anyway), here in the warehouse, before anything is scored: the model could only place it
-    with that person, and its phone and health-record number say nothing for or against anyone else. Most of a
-    night's records are repeats — a resident already linked, registered at another member or registered again —
-    so the rest (a third on the simulated county) are all that is built, selected for and scored; the repeats are
-    candidates for them like any linked record, and a merge this run takes them along (they are in
-    identity_record already).
+    """Link the records of this run that only repeat what one linked person's records say (their identity_record rows
+    written: person_link is a view of them), and return them with that person. A repeat has the same valid resident
+    ID, name, birth date and sex as a record of that person, the ID held by no other person, its phone none or one
+    the person's records with that ID have, its health-record number none or no other person's. It is linked
+    deterministically (同一身份证号 with the same name is a deterministic link anyway), here in the warehouse, before
+    anything is scored: the model could only place it with that person, and its phone and health-record number say
+    nothing for or against anyone else. Most of a night's records are repeats — a resident already linked,
+    registered at another member or registered again — so the rest (a third on the simulated county) are all that is
+    built, selected for and scored; the repeats are candidates for them like any linked record, and a merge this run
+    takes them along (they are in identity_record already).
 
-    ``pending``: person rows as :func:`to_link` reads them (Arrow). A repeat's features are its matching records' — the
-    name's pinyin and the sealed ID are functions of what they share — but for its own phone hash, health-record
+    ``pending``: person rows as :func:`to_link` reads them (Arrow). A repeat's features are its matching records' —
+    the name's pinyin and the sealed ID are functions of what they share — but for its own phone hash, health-record
     number and address parts. Records ``changed`` since their link, or ``decided`` by a reviewer, are placed by the
-    engine, not as repeats; a changed record's stored features (what it said before) make no other record a
-    repeat."""
+    engine, not as repeats; a changed record's stored features (what it said before) make no other record a repeat."""
     if not pending.num_rows or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
         return {}  # (the first run: nothing linked to repeat)
     night = features.repeat_keys(pending)
