@@ -127,6 +127,7 @@ def test_repeat_keys_computed_a_column_at_a_time_equal_what_build_gives():
         ("林芳", "2", None, None, "梧桐镇", (None, None, None)),  # no birth date: no repeat
         (None, "2", dt.date(1990, 2, 3), None, None, (None, None, None)),  # no name: no repeat
         ("林芳", "2", dt.date(1990, 2, 3), "", "", ("", "", "")),
+        ("郑强", "1", dt.date(1960, 7, 1), None, None, (None, None, None)),  # no address at all (the demo's night)
     ]
     names = ["source_id", "source_record_id", "batch_id", "name", "sex_code", "birth_date", "id_number",
              "id_number_hash", "phone_hash", "health_record_number", "address", "address_township",
@@ -135,12 +136,40 @@ def test_repeat_keys_computed_a_column_at_a_time_equal_what_build_gives():
     table = pa.table({c: pa.array(v, person.field(c).type) for c, v in zip(names, zip(*[
         ("s", str(i), "b1", name, sex, birth, "350125198001011238", "h" * 64, "p" * 64 if i % 2 else None, hrn,
          address, *given) for i, (name, sex, birth, hrn, address, given) in enumerate(rows)]))})
+    # as a query hands it over: in chunks (a night's rows came in two and the columns no longer lined up)
+    table = pa.concat_tables([table.slice(0, 3), table.slice(3)])
+    assert table["name"].num_chunks == 2
     keys = features.repeat_keys(table).to_pandas()
     built = features.build(store.objects_frame(table))
-    assert list(keys["source_record_id"]) == ["0", "1", "2", "3", "7"]
+    assert list(keys["source_record_id"]) == ["0", "1", "2", "3", "7", "8"]
     built = built.set_index("source_record_id").loc[keys["source_record_id"]].reset_index()
     for c in features.REPEAT_KEYS:
         if c == "id_hash":  # (build hashes the ID afresh here: the rows' stored hash is a stand-in)
             continue
         want = [None if pd.isna(v) else v for v in built[c]]
         assert [None if pd.isna(v) else v for v in keys[c]] == want, c
+
+
+def test_repeat_keys_equal_build_on_a_simulated_night_handed_over_in_chunks():
+    """A night's rows as the warehouse hands them over — hundreds, in chunks, most with an ID — give the same keys
+    either way."""
+    import pyarrow as pa
+
+    from countyhealth import model as warehouse_model
+    from countyhealth.simulate.person_records import person_records
+
+    person = warehouse_model.schema("person")
+    names = ["source_id", "source_record_id", "batch_id", "name", "sex_code", "birth_date", "id_number",
+             "health_record_number", "address", "address_township", "address_village", "address_house_number"]
+    rows = [r.row for r in person_records(400, seed=3)[0]]
+    table = pa.table({c: pa.array([r.get(c) for r in rows], person.field(c).type) for c in names})
+    table = table.append_column("id_number_hash", pa.array(["h" if r.get("id_number") else None for r in rows]))
+    table = table.append_column("phone_hash", pa.nulls(len(rows), pa.string()))
+    table = pa.concat_tables([table.slice(0, 97), table.slice(97, 300), table.slice(397)])
+    keys = features.repeat_keys(table)
+    built = features.build(store.objects_frame(table)).set_index("unique_id")
+    uids = [f"{s}|{r}" for s, r in zip(keys["source_id"].to_pylist(), keys["source_record_id"].to_pylist())]
+    assert 0 < len(uids) < table.num_rows
+    for c in features.REPEAT_KEYS:
+        if c != "id_hash":
+            assert keys[c].to_pylist() == [None if pd.isna(v) else v for v in built.loc[uids, c]], c

@@ -205,8 +205,8 @@ def repeat_keys(rows: pa.Table) -> pa.Table:
     n = rows.num_rows
     text = pa.string()
 
-    def col(name):
-        return rows[name] if name in rows.column_names else pa.chunked_array([pa.nulls(n, text)])
+    def col(name) -> pa.Array:  # (contiguous: one layout for the columns the kernels below pair row by row)
+        return rows[name].combine_chunks() if name in rows.column_names else pa.nulls(n, text)
 
     births = col("birth_date")
     if pa.types.is_timestamp(births.type):
@@ -227,11 +227,10 @@ def repeat_keys(rows: pa.Table) -> pa.Table:
         given = f"address_{name}"  # a source that stores the parts in their own columns (the platform) wins
         out[name] = pc.coalesce(pc.filter(col(given), keep), parts[j]) if j < 3 and given in rows.column_names \
             else parts[j]
-    # _household, a column at a time: the parts present, joined; none without a township or a village
-    joined = pc.binary_join_element_wise(out["township"], out["village"], out["house_number"], "|",
-                                         null_handling="skip")
-    place = pc.or_(pc.is_valid(out["township"]), pc.is_valid(out["village"]))
-    out["household_key"] = pc.if_else(pc.and_(place, pc.not_equal(joined, "")), joined, pa.scalar(None, text))
+    # (row by row, as build: pyarrow's binary_join_element_wise, told to skip nulls, drops a row whose parts are all
+    # null — a record without an address — and the columns no longer line up)
+    out["household_key"] = pa.array([_household(t, v, h) for t, v, h in zip(
+        out["township"].to_pylist(), out["village"].to_pylist(), out["house_number"].to_pylist())], text)
     return pa.table({c: out[c] for c in REPEAT_KEYS})
 
 
