@@ -167,10 +167,15 @@ def _as_given(rows: pd.DataFrame, get) -> dict[str, np.ndarray]:
     return out
 
 
+# what _address_parts gives, in order; the first three a source may also store in columns of their own
+# (address_township, …: the platform), which win
+_ADDRESS_PARTS = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
+_GIVEN_PARTS = _ADDRESS_PARTS[:3]
+
+
 def _addresses(rows: pd.DataFrame, get) -> dict[str, np.ndarray]:
-    addr_cols = ["township", "village", "house_number", "address_text", "address_head", "address_tail"]
-    out = _spread(get("address"), _address_parts, addr_cols)
-    for col in ("township", "village", "house_number"):
+    out = _spread(get("address"), _address_parts, _ADDRESS_PARTS)
+    for col in _GIVEN_PARTS:
         given = f"address_{col}"  # a source that stores the parts in their own columns (the platform) wins
         if given in rows:
             stored = get(given)
@@ -185,10 +190,10 @@ REPEAT_KEYS = ["source_id", "source_record_id", "batch_id", "id_hash", "name_std
                "address_tail", "household_key"]
 
 
-def _arrow_spread(values, fn, n_out: int | None = None):
+def _arrow_spread(values: pa.Array, fn, n_out: int | None = None):
     """:func:`_spread` on an Arrow column: ``fn`` once per distinct value (nulls stay null), spread back by the
     dictionary's indices — nothing but the distinct values becomes a Python object."""
-    encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
+    encoded = pc.dictionary_encode(values)
     results = [fn(v) for v in encoded.dictionary.to_pylist()]
     if n_out is None:
         return pc.take(pa.array(results, pa.string()), encoded.indices)
@@ -199,8 +204,8 @@ def repeat_keys(rows: pa.Table) -> pa.Table:
     """Warehouse person rows (Arrow, as :func:`store.to_link` reads them) → what :func:`store.link_repeats` needs
     of each: the ID's keyed hash as the warehouse keeps it (nothing decrypted), name, birth date, sex, phone hash,
     health-record number, and the address parts it writes — of rows carrying all of ID, name, birth date and sex (no
-    other can repeat a person); no pinyin. The same values :func:`build` gives (tests/identity/test_linking.py
-    compares them), computed a column at a time: most of a night's records are repeats, and as Python objects
+    other can repeat a person); no pinyin. The same values :func:`build` gives (test_features.py and
+    test_linking.py compare them), computed a column at a time: most of a night's records are repeats, and as Python objects
     their columns cost more than standardising their distinct values."""
     n = rows.num_rows
     text = pa.string()
@@ -222,11 +227,11 @@ def repeat_keys(rows: pa.Table) -> pa.Table:
     keep = pc.and_(pc.and_(pc.is_valid(out["id_hash"]), pc.is_valid(out["name_std"])),
                    pc.and_(pc.is_valid(out["birth_date"]), pc.is_valid(out["sex"])))
     out = {c: pc.filter(v, keep) for c, v in out.items()}
-    parts = _arrow_spread(pc.filter(col("address"), keep), _address_parts, 6)
-    for j, name in enumerate(["township", "village", "house_number", "address_text", "address_head", "address_tail"]):
-        given = f"address_{name}"  # a source that stores the parts in their own columns (the platform) wins
-        out[name] = pc.coalesce(pc.filter(col(given), keep), parts[j]) if j < 3 and given in rows.column_names \
-            else parts[j]
+    parts = _arrow_spread(pc.filter(col("address"), keep), _address_parts, len(_ADDRESS_PARTS))
+    for name, part in zip(_ADDRESS_PARTS, parts):
+        given = f"address_{name}"
+        out[name] = pc.coalesce(pc.filter(col(given), keep), part) \
+            if name in _GIVEN_PARTS and given in rows.column_names else part
     # (row by row, as build: pyarrow's binary_join_element_wise, told to skip nulls, drops a row whose parts are all
     # null — a record without an address — and the columns no longer line up)
     out["household_key"] = pa.array([_household(t, v, h) for t, v, h in zip(
