@@ -108,9 +108,9 @@ def test_a_warehouse_rows_valid_id_keeps_its_hash_and_its_sealed_form_when_writt
     assert computed["id_sealed"].isna().all()
 
 
-def test_repeat_keys_computed_a_column_at_a_time_equal_what_build_gives():
-    """store.link_repeats writes a repeat's own columns from repeat_keys (Arrow, vectorised); they must be what
-    features.build gives the same row, whatever its shape."""
+def test_repeat_and_address_keys_computed_a_column_at_a_time_equal_what_build_gives():
+    """store.find_repeats compares, and store.write_repeats writes, a repeat's own columns from repeat_keys and
+    address_keys (Arrow, vectorised); they must be what features.build gives the same row, whatever its shape."""
     import datetime as dt
 
     import pyarrow as pa
@@ -148,6 +148,14 @@ def test_repeat_keys_computed_a_column_at_a_time_equal_what_build_gives():
             continue
         want = [None if pd.isna(v) else v for v in built[c]]
         assert [None if pd.isna(v) else v for v in keys[c]] == want, c
+    # the address columns of every row, repeat or not (the last has no address at all: the demo's night)
+    addresses = features.address_keys(table).to_pandas()
+    built_all = features.build(store.objects_frame(table))
+    assert list(addresses["source_record_id"]) == [str(i) for i in range(len(rows))]
+    for c in features.ADDRESS_KEYS:
+        assert [None if pd.isna(v) else v for v in addresses[c]] == [None if pd.isna(v) else v
+                                                                      for v in built_all[c]], c
+    assert addresses["household_key"][0] is not None and addresses["household_key"].iloc[-1] is None
 
 
 def test_repeat_keys_equal_build_on_a_simulated_night_handed_over_in_chunks():
@@ -173,3 +181,8 @@ def test_repeat_keys_equal_build_on_a_simulated_night_handed_over_in_chunks():
     for c in features.REPEAT_KEYS:
         if c != "id_hash":
             assert keys[c].to_pylist() == [None if pd.isna(v) else v for v in built.loc[uids, c]], c
+    addresses = features.address_keys(table)
+    every = [f"{s}|{r}" for s, r in zip(addresses["source_id"].to_pylist(), addresses["source_record_id"].to_pylist())]
+    assert len(every) == table.num_rows
+    for c in features.ADDRESS_KEYS:
+        assert addresses[c].to_pylist() == [None if pd.isna(v) else v for v in built.loc[every, c]], c

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from countyhealth import identity, privacy, settings
-from countyhealth.identity import engine, features, store
+from countyhealth.identity import engine, features, linking, store
 from countyhealth.identity.commands import identity as identity_cli
 from countyhealth.warehouse import Warehouse
 
@@ -246,6 +246,40 @@ def test_a_nights_repeats_are_linked_in_the_warehouse_with_the_features_building
     _assert_keys_unique(wh)
 
 
+def test_the_warehouses_sql_runs_beside_pythons_work_and_is_waited_for_when_that_fails():
+    """A night's SQL runs on a thread while Python standardises (linking._beside): both at once — the foreground
+    below waits for the background to start, and would time out were they one after the other — and a foreground
+    that fails still leaves only after the background is done (its connection is then the transaction's again)."""
+    import threading
+    import time
+
+    started, finished = threading.Event(), threading.Event()
+
+    def background():
+        started.set()
+        time.sleep(0.2)
+        finished.set()
+        return "rows"
+
+    assert linking._beside(background, lambda: started.wait(10) and "features") == ("rows", "features")
+    started.clear()
+    finished.clear()
+
+    def failing():
+        assert started.wait(10)
+        raise RuntimeError("a standardisation failed")
+
+    with pytest.raises(RuntimeError, match="standardisation"):
+        linking._beside(background, failing)
+    assert finished.is_set()
+
+    def broken():
+        raise ValueError("the warehouse refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        linking._beside(broken, lambda: "features")
+
+
 def test_what_a_changed_record_said_before_makes_no_repeat(wh, monkeypatch):
     load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
     identity.run(wh)
@@ -457,7 +491,7 @@ def test_migration_0011_keeps_every_link_readable_as_person_link_and_links_are_w
                      rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
     identity.run(wh)
     load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
-    identity.run(wh)  # (a repeat: linked in the warehouse, store.link_repeats)
+    identity.run(wh)  # (a repeat: linked in the warehouse, store.find_repeats)
     with wh.engine.connect() as conn:
         links = conn.execute(sa.text("SELECT source_id, source_record_id, person_id, link_kind FROM person_link "
                                      "ORDER BY 1, 2")).all()

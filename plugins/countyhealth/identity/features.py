@@ -184,10 +184,11 @@ def _addresses(rows: pd.DataFrame, get) -> dict[str, np.ndarray]:
     return out
 
 
-# what store.link_repeats compares of a warehouse row, and the columns of its own it writes
+# what store.find_repeats compares of a warehouse row; the address columns it writes for a repeat come from
+# address_keys (computed while the warehouse looks for the repeats)
 REPEAT_KEYS = ["source_id", "source_record_id", "batch_id", "id_hash", "name_std", "birth_date", "sex", "phone_hash",
-               "health_record_number", "township", "village", "house_number", "address_text", "address_head",
-               "address_tail", "household_key"]
+               "health_record_number"]
+ADDRESS_KEYS = ["source_id", "source_record_id", *_ADDRESS_PARTS, "household_key"]
 
 
 def _arrow_spread(values: pa.Array, fn, n_out: int | None = None):
@@ -200,19 +201,23 @@ def _arrow_spread(values: pa.Array, fn, n_out: int | None = None):
     return [pc.take(pa.array([r[j] for r in results], pa.string()), encoded.indices) for j in range(n_out)]
 
 
-def repeat_keys(rows: pa.Table) -> pa.Table:
-    """Warehouse person rows (Arrow, as :func:`store.to_link` reads them) → what :func:`store.link_repeats` needs
-    of each: the ID's keyed hash as the warehouse keeps it (nothing decrypted), name, birth date, sex, phone hash,
-    health-record number, and the address parts it writes — of rows carrying all of ID, name, birth date and sex (no
-    other can repeat a person); no pinyin. The same values :func:`build` gives (test_features.py and
-    test_linking.py compare them), computed a column at a time: most of a night's records are repeats, and as Python objects
-    their columns cost more than standardising their distinct values."""
+def _arrow_column(rows: pa.Table):
     n = rows.num_rows
-    text = pa.string()
 
     def col(name) -> pa.Array:  # (contiguous: one layout for the columns the kernels below pair row by row)
-        return rows[name].combine_chunks() if name in rows.column_names else pa.nulls(n, text)
+        return rows[name].combine_chunks() if name in rows.column_names else pa.nulls(n, pa.string())
+    return col
 
+
+def repeat_keys(rows: pa.Table) -> pa.Table:
+    """Warehouse person rows (Arrow, as :func:`store.to_link` reads them) → what :func:`store.find_repeats` compares
+    of each: the ID's keyed hash as the warehouse keeps it (nothing decrypted), name, birth date, sex, phone hash,
+    health-record number — of rows carrying all of ID, name, birth date and sex (no other can repeat a person); no
+    pinyin, no address (:func:`address_keys`). The same values :func:`build` gives (test_features.py and
+    test_linking.py compare them), computed a column at a time: most of a night's records are repeats, and as Python
+    objects their columns cost more than standardising their distinct values."""
+    text = pa.string()
+    col = _arrow_column(rows)
     births = col("birth_date")
     if pa.types.is_timestamp(births.type):
         births = births.cast(pa.date32())
@@ -226,17 +231,23 @@ def repeat_keys(rows: pa.Table) -> pa.Table:
                                                  lambda v: None if std.is_placeholder(v) else v)}
     keep = pc.and_(pc.and_(pc.is_valid(out["id_hash"]), pc.is_valid(out["name_std"])),
                    pc.and_(pc.is_valid(out["birth_date"]), pc.is_valid(out["sex"])))
-    out = {c: pc.filter(v, keep) for c, v in out.items()}
-    parts = _arrow_spread(pc.filter(col("address"), keep), _address_parts, len(_ADDRESS_PARTS))
-    for name, part in zip(_ADDRESS_PARTS, parts):
+    return pa.table({c: pc.filter(out[c], keep) for c in REPEAT_KEYS})
+
+
+def address_keys(rows: pa.Table) -> pa.Table:
+    """Warehouse person rows (Arrow) → their address columns as :func:`build` gives them (a source's own township,
+    village and house number winning), with the household key, a column at a time. Each distinct address is
+    standardised once and remembered (``_address_parts``): a night asks again for the records it goes on to build."""
+    col = _arrow_column(rows)
+    out = {"source_id": col("source_id"), "source_record_id": col("source_record_id")}
+    for name, part in zip(_ADDRESS_PARTS, _arrow_spread(col("address"), _address_parts, len(_ADDRESS_PARTS))):
         given = f"address_{name}"
-        out[name] = pc.coalesce(pc.filter(col(given), keep), part) \
-            if name in _GIVEN_PARTS and given in rows.column_names else part
+        out[name] = pc.coalesce(col(given), part) if name in _GIVEN_PARTS and given in rows.column_names else part
     # (row by row, as build: pyarrow's binary_join_element_wise, told to skip nulls, drops a row whose parts are all
     # null — a record without an address — and the columns no longer line up)
     out["household_key"] = pa.array([_household(t, v, h) for t, v, h in zip(
-        out["township"].to_pylist(), out["village"].to_pylist(), out["house_number"].to_pylist())], text)
-    return pa.table({c: out[c] for c in REPEAT_KEYS})
+        out["township"].to_pylist(), out["village"].to_pylist(), out["house_number"].to_pylist())], pa.string())
+    return pa.table({c: out[c] for c in ADDRESS_KEYS})
 
 
 def build(rows: pd.DataFrame) -> pd.DataFrame:

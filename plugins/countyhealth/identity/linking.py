@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pyarrow as pa
@@ -36,12 +37,24 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         relinked = pc.is_valid(pending["previous_person_id"])
         previous = dict(zip(uids.filter(relinked).to_pylist(),
                             pending["previous_person_id"].filter(relinked).to_pylist()))
-        repeats = store.link_repeats(wh, conn, pending, changed=set(previous), now=store.now(), run_id=run_id,
-                                     decided={u for pair in accepted | rejected for u in pair})
+        # the warehouse looks for repeats (SQL: the GIL released) while Python standardises the night's addresses,
+        # then writes them while Python builds the rest's features — two cores, not one and then the other
+        repeats, rest = {}, pending
+        if store.anything_linked(conn):  # (the first run has nothing to repeat)
+            night = features.repeat_keys(pending)
+            repeats, addresses = _beside(
+                lambda: store.find_repeats(wh, conn, night, changed=set(previous),
+                                           decided={u for pair in accepted | rejected for u in pair}),
+                lambda: features.address_keys(pending))
         step("repeats")
         if repeats:
-            pending = pending.filter(pc.invert(pc.is_in(uids, pa.array(list(repeats), pa.string()))))
-        new_f = features.build(store.objects_frame(pending))
+            is_repeat = pc.is_in(uids, pa.array(list(repeats), pa.string()))
+            rest = pending.filter(pc.invert(is_repeat))
+            _, new_f = _beside(lambda: store.write_repeats(wh, conn, addresses.filter(is_repeat), now=store.now(),
+                                                           run_id=run_id),
+                               lambda: features.build(store.objects_frame(rest)))
+        else:
+            new_f = features.build(store.objects_frame(rest))
         step("features")
         result = engine.LinkResult({}, {})
         if len(new_f):  # (a night of repeats only leaves nothing to score)
@@ -75,6 +88,18 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         step("golden")
     step("commit")
     return summary
+
+
+def _beside(background, foreground):
+    """``background()`` on a thread while ``foreground()`` runs here; both results, once both are done. DuckDB and
+    psycopg release the GIL while a statement runs, so the warehouse's SQL and Python's standardisation share the
+    machine's cores rather than taking turns. The connection is the background's alone until it returns (the
+    foreground must not touch it); should the foreground fail, the background is waited for all the same (leaving
+    the pool waits) before the transaction unwinds."""
+    with ThreadPoolExecutor(1, thread_name_prefix="identity-sql") as pool:
+        behind = pool.submit(background)
+        ahead = foreground()
+    return behind.result(), ahead
 
 
 class _Steps:

@@ -109,26 +109,28 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def link_repeats(wh, conn, pending: pa.Table, *, changed: set[str], decided: set[str], now,
-                 run_id: str) -> dict[str, str]:
-    """Link the records of this run that only repeat what one linked person's records say (their identity_record rows
-    written: person_link is a view of them), and return them with that person. A repeat has the same valid resident
-    ID, name, birth date and sex as a record of that person, the ID held by no other person, its phone none or one
-    the person's records with that ID have, its health-record number none or no other person's. It is linked
-    deterministically (同一身份证号 with the same name is a deterministic link anyway), here in the warehouse, before
-    anything is scored: the model could only place it with that person, and its phone and health-record number say
-    nothing for or against anyone else. Most of a night's records are repeats — a resident already linked,
-    registered at another member or registered again — so the rest (a third on the simulated county) are all that is
-    built, selected for and scored; the repeats are candidates for them like any linked record, and a merge this run
-    takes them along (they are in identity_record already).
+# a repeat's features that are its matching records' — the name's pinyin and the sealed ID are functions of what
+# they share (min over them: features stored by an earlier version of the standardisation may differ slightly)
+_REPEAT_SHARES = ["name_pinyin", "name_fuzzy", "surname_pinyin", "given_pinyin", "name_words", "birth_year",
+                  "id_sealed"]
 
-    ``pending``: person rows as :func:`to_link` reads them (Arrow). A repeat's features are its matching records' —
-    the name's pinyin and the sealed ID are functions of what they share — but for its own phone hash, health-record
-    number and address parts. Records ``changed`` since their link, or ``decided`` by a reviewer, are placed by the
-    engine, not as repeats; a changed record's stored features (what it said before) make no other record a repeat."""
-    if not pending.num_rows or not conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
-        return {}  # (the first run: nothing linked to repeat)
-    night = features.repeat_keys(pending)
+
+def find_repeats(wh, conn, night: pa.Table, *, changed: set[str], decided: set[str]) -> dict[str, str]:
+    """The records of this run that only repeat what one linked person's records say, with that person. A repeat has
+    the same valid resident ID, name, birth date and sex as a record of that person, the ID held by no other person,
+    its phone none or one the person's records with that ID have, its health-record number none or no other
+    person's. It is linked deterministically (同一身份证号 with the same name is a deterministic link anyway), here in
+    the warehouse, before anything is scored: the model could only place it with that person, and its phone and
+    health-record number say nothing for or against anyone else. Most of a night's records are repeats — a resident
+    already linked, registered at another member or registered again — so the rest (a third on the simulated county)
+    are all that is built, selected for and scored; the repeats are candidates for them like any linked record
+    (:func:`write_repeats` writes them first), and a merge this run takes them along.
+
+    ``night``: :func:`features.repeat_keys` of the run's person rows. Records ``changed`` since their link, or
+    ``decided`` by a reviewer, are placed by the engine, not as repeats; a changed record's stored features (what it
+    said before) make no other record a repeat. What is found stays in temporary tables for :func:`write_repeats`."""
+    if not night.num_rows:
+        return {}
     uids = pc.binary_join_element_wise(night["source_id"], night["source_record_id"], "|").to_pandas()
     # (a record handed over twice is placed by the engine, which takes its last features)
     anew = pa.array((uids.isin(changed | decided) | uids.duplicated(keep=False)).to_numpy())
@@ -137,12 +139,9 @@ def link_repeats(wh, conn, pending: pa.Table, *, changed: set[str], decided: set
                          + ", ".join(f"{c} VARCHAR" for c in night.column_names) + ", place_anew BOOLEAN)"))
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_stale (source_id VARCHAR, "
                          "source_record_id VARCHAR)"))
-    # a repeat's features are its matching records' but for its own phone hash, health-record number and address
-    # (min over them: features stored by an earlier version of the standardisation may differ slightly)
-    shared = ["name_pinyin", "name_fuzzy", "surname_pinyin", "given_pinyin", "name_words", "birth_year", "id_sealed"]
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_repeat (source_id VARCHAR, "
                          "source_record_id VARCHAR, person_id VARCHAR, hrn VARCHAR, "
-                         + ", ".join(f"{c} VARCHAR" for c in shared) + ")"))
+                         + ", ".join(f"{c} VARCHAR" for c in _REPEAT_SHARES) + ")"))
     for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
         conn.execute(sa.text(f"DELETE FROM {table}"))
     fill_temp(wh, conn, "_identity_night", night.append_column("place_anew", anew))
@@ -155,36 +154,48 @@ def link_repeats(wh, conn, pending: pa.Table, *, changed: set[str], decided: set
     same = "r.name_std = n.name_std AND r.birth_date = n.birth_date AND r.sex = n.sex"
     # one pass over the records holding the ID decides all but the health-record number
     conn.execute(sa.text(f"""
-        INSERT INTO _identity_repeat (source_id, source_record_id, person_id, hrn, {', '.join(shared)})
+        INSERT INTO _identity_repeat (source_id, source_record_id, person_id, hrn, {', '.join(_REPEAT_SHARES)})
         WITH one AS (
             SELECT n.source_id, n.source_record_id, min(r.person_id) AS person_id, min(n.health_record_number) AS hrn,
-                   {', '.join(f'min(CASE WHEN {same} THEN r.{c} END) AS {c}' for c in shared)}
+                   {', '.join(f'min(CASE WHEN {same} THEN r.{c} END) AS {c}' for c in _REPEAT_SHARES)}
             FROM _identity_night n JOIN identity_record r ON r.id_hash = n.id_hash AND r.id_valid
             WHERE NOT n.place_anew AND {not_stale}
             GROUP BY n.source_id, n.source_record_id
             HAVING count(DISTINCT r.person_id) = 1
                AND max(CASE WHEN {same} THEN 1 ELSE 0 END) = 1
                AND max(CASE WHEN n.phone_hash IS NULL OR r.phone_hash = n.phone_hash THEN 1 ELSE 0 END) = 1)
-        SELECT o.source_id, o.source_record_id, o.person_id, o.hrn, {', '.join(f'o.{c}' for c in shared)} FROM one o
+        SELECT o.source_id, o.source_record_id, o.person_id, o.hrn, {', '.join(f'o.{c}' for c in _REPEAT_SHARES)}
+        FROM one o
         WHERE o.hrn IS NULL OR NOT EXISTS (SELECT 1 FROM identity_record h
                                            WHERE h.health_record_number = o.hrn AND h.person_id <> o.person_id)
     """))
-    own = ["batch_id", "name_std", "sex", "birth_date", "id_hash", "phone_hash", "health_record_number",
-           "household_key", "township", "village", "house_number", "address_text", "address_head", "address_tail"]
+    found = _arrow_table(conn, "SELECT source_id, source_record_id, person_id FROM _identity_repeat",
+                         pa.schema([(c, pa.string()) for c in ("source_id", "source_record_id", "person_id")]))
+    uids = pc.binary_join_element_wise(found["source_id"], found["source_record_id"], "|").to_pylist()
+    return dict(zip(uids, found["person_id"].to_pylist()))
+
+
+def write_repeats(wh, conn, addresses: pa.Table, *, now, run_id: str) -> None:
+    """The identity_record rows of the repeats :func:`find_repeats` found (person_link is a view of them): the
+    features they share with their person's records, and their own phone hash, health-record number and address
+    columns (``addresses``: :func:`features.address_keys` of the run's rows, the repeats' among them)."""
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_address ("
+                         + ", ".join(f"{c} VARCHAR" for c in features.ADDRESS_KEYS) + ")"))
+    conn.execute(sa.text("DELETE FROM _identity_address"))
+    fill_temp(wh, conn, "_identity_address", addresses)
+    own = ["batch_id", "name_std", "sex", "birth_date", "id_hash", "phone_hash", "health_record_number"]
     columns = {"source_id": "o.source_id", "source_record_id": "o.source_record_id", "person_id": "o.person_id",
-               **{c: f"n.{c}" for c in own}, **{c: f"o.{c}" for c in shared}, "id_valid": "TRUE",
-               "id_foreign": "FALSE", "link_kind": "'deterministic'", "match_probability": "1.0",
-               "linked_at": ":now", "run_id": ":run"}
+               **{c: f"n.{c}" for c in own}, **{c: f"a.{c}" for c in features.ADDRESS_KEYS[2:]},
+               **{c: f"o.{c}" for c in _REPEAT_SHARES}, "id_valid": "TRUE", "id_foreign": "FALSE",
+               "link_kind": "'deterministic'", "match_probability": "1.0", "linked_at": ":now", "run_id": ":run"}
     assert set(columns) == set(RECORD_COLUMNS)  # (a column identity_record gains is written here too)
     conn.execute(sa.text(f"INSERT INTO identity_record ({', '.join(columns)}) SELECT {', '.join(columns.values())} "
                          "FROM _identity_repeat o JOIN _identity_night n ON n.source_id = o.source_id "
-                         "AND n.source_record_id = o.source_record_id"), {"now": now, "run": run_id})
-    found = _arrow_table(conn, "SELECT source_id, source_record_id, person_id FROM _identity_repeat",
-                         pa.schema([(c, pa.string()) for c in ("source_id", "source_record_id", "person_id")]))
-    for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
+                         "AND n.source_record_id = o.source_record_id "
+                         "JOIN _identity_address a ON a.source_id = o.source_id "
+                         "AND a.source_record_id = o.source_record_id"), {"now": now, "run": run_id})
+    for table in ("_identity_night", "_identity_stale", "_identity_repeat", "_identity_address"):
         conn.execute(sa.text(f"DELETE FROM {table}"))
-    uids = pc.binary_join_element_wise(found["source_id"], found["source_record_id"], "|").to_pylist()
-    return dict(zip(uids, found["person_id"].to_pylist()))
 
 
 # what a run reads of a person row: what features.build compares, and the batch. Not the phone's ciphertext where
@@ -202,7 +213,7 @@ _TO_LINK_SCHEMA = pa.schema([pa.field(c, _PERSON_SCHEMA.field(c).type) for c in 
 
 def to_link(conn) -> pa.Table:
     """Person rows never linked, or changed since their link (their batch differs from the one linked), as Arrow:
-    most become repeats (:func:`link_repeats`) and are never Python objects."""
+    most become repeats (:func:`find_repeats`) and are never Python objects."""
     cols = ", ".join(f"p.{c}" for c in _READ if c in PERSON_COLUMNS)
     sql = (f"SELECT {cols}, CASE WHEN p.phone_hash IS NULL THEN p.phone END AS phone, "
            "r.person_id AS previous_person_id FROM person p "
@@ -231,8 +242,7 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     empty = features_of(CANDIDATE_SCHEMA.empty_table())
     carried = set(identity_model.rules_carried(identity_model.BLOCKING_RULES, new))
     present = [key for rule, key in zip(identity_model.BLOCKING_RULES, _CANDIDATE_KEYS) if rule in carried]
-    if not len(new) or not (present or previous) or not conn.execute(
-            sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall():
+    if not len(new) or not (present or previous) or not anything_linked(conn):
         return empty  # (the first run: nothing linked yet to select from)
     key_columns = sorted({c for k in _CANDIDATE_KEYS for c in k})
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_keys ("
@@ -261,6 +271,10 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
         if gone.any():  # (most nights none: no copy)
             found = found[~gone].reset_index(drop=True)
     return found
+
+
+def anything_linked(conn) -> bool:
+    return bool(conn.execute(sa.text("SELECT 1 FROM identity_record LIMIT 1")).fetchall())
 
 
 def persons_table(wh, conn, person_ids) -> str:
