@@ -394,7 +394,7 @@ def test_migration_0010_keeps_a_linked_warehouse_and_drops_only_duckdbs_key_inde
         assert conn.execute(sa.text("SELECT count(*) FROM golden_person")).one()[0] == 1
         with pytest.raises(sa.exc.DBAPIError, match="NOT NULL"):
             conn.execute(sa.text("INSERT INTO person_link (source_id, source_record_id) VALUES ('a', 'b')"))
-    assert wh.migrate() == [11]  # (person_link a view of identity_record: test_migration_0011_…)
+    assert wh.migrate() == _versions_from(11, "duckdb")  # (person_link a view of identity_record: 0011)
     load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number="350125196007010011")])
     identity.run(wh)
     assert person_of(wh, "contracts", "Q1") == person
@@ -482,7 +482,7 @@ def test_migration_0011_keeps_every_link_readable_as_person_link_and_links_are_w
             conn.execute(sa.text(f"INSERT INTO {table} (source_id, source_record_id, person_id, link_kind, "
                                  "match_probability, linked_at, run_id) VALUES ('public_health', 'D0', 'P0000000007', "
                                  "'probabilistic', 0.97, TIMESTAMP '2026-01-02 03:04:05', 'r0')"))
-    assert wh.migrate() == [11]
+    assert wh.migrate() == _versions_from(11, dialect)
     with wh.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT source_id, source_record_id, person_id, link_kind, match_probability, "
                                     "run_id FROM person_link")).all() == [
@@ -499,3 +499,57 @@ def test_migration_0011_keeps_every_link_readable_as_person_link_and_links_are_w
                                        "identity_record ORDER BY 1, 2")).all()
     assert links == records and len(links) == 4
     assert len({person for _, record, person, _ in links if record != "D0"}) == 1
+
+
+def _versions_from(first: int, dialect: str) -> list[int]:
+    from countyhealth.warehouse import migrations
+
+    return [m.version for m in migrations(dialect) if m.version >= first]
+
+
+def test_migration_0012_keeps_the_identity_tables_and_stores_their_ciphertext_uncompressed(warehouse_url, tmp_path):
+    """0012 copies identity_record and golden_person into definitions whose ciphertext columns are not compressed
+    (DuckDB) or never will be (PostgreSQL's EXTERNAL): every row and the person_link view survive, and what a later
+    night writes is stored the same way."""
+    dialect = Warehouse(warehouse_url).dialect
+    before = tmp_path / "sql"
+    (before / dialect).mkdir(parents=True)
+    for path in sorted((settings.sql_dir() / dialect).glob("*.sql")):
+        if int(path.name[:4]) < 12:
+            shutil.copy(path, before / dialect / path.name)
+    wh = Warehouse(warehouse_url)
+    wh.migrate(sql_dir=before)
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000003"),
+                     rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
+    identity.run(wh)
+    person = person_of(wh, "public_health", "D1")
+
+    def tables():
+        with wh.engine.connect() as conn:
+            return [conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY 1, 2")).all()
+                    for t in ("identity_record", "golden_person", "person_link")]
+
+    kept = tables()
+    assert wh.migrate() == [12]
+    assert tables() == kept
+    load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000003")])
+    identity.run(wh)  # (a repeat, written to the new table)
+    assert person_of(wh, "contracts", "Q1") == person
+    with wh.engine.connect() as conn:
+        if dialect == "duckdb":
+            conn.execute(sa.text("CHECKPOINT"))
+            stored = conn.execute(sa.text(
+                "SELECT column_name, string_agg(DISTINCT compression, ',') FROM pragma_storage_info('identity_record') "
+                "WHERE column_name IN ('id_sealed', 'id_hash') AND segment_type = 'VARCHAR' GROUP BY 1 UNION ALL "
+                "SELECT column_name, string_agg(DISTINCT compression, ',') FROM pragma_storage_info('golden_person') "
+                "WHERE column_name IN ('id_number', 'phone') AND segment_type = 'VARCHAR' GROUP BY 1")).all()
+            assert dict(stored) == {"id_sealed": "Uncompressed", "id_number": "Uncompressed", "phone": "Uncompressed",
+                                    "id_hash": "DICT_FSST"}  # (the hash, not ciphertext, compresses as before)
+        else:
+            stored = conn.execute(sa.text(
+                "SELECT c.relname || '.' || a.attname, a.attstorage FROM pg_attribute a JOIN pg_class c "
+                "ON c.oid = a.attrelid WHERE (c.relname, a.attname) IN (('identity_record', 'id_sealed'), "
+                "('golden_person', 'id_number'), ('golden_person', 'phone'), ('identity_record', 'id_hash'))")).all()
+            assert dict(stored) == {"identity_record.id_sealed": "e", "golden_person.id_number": "e",
+                                    "golden_person.phone": "e", "identity_record.id_hash": "x"}
+        assert conn.execute(sa.text("SELECT count(*) FROM person_link")).one()[0] == 3
