@@ -54,6 +54,17 @@ def links(wh) -> dict[str, str]:
     return dict(rows)
 
 
+def golden_gaps(wh) -> tuple[int, int]:
+    """Active persons without a golden record, and linked records no golden record counts: both 0 after a night
+    (a refresh that lost rows would not show in the links' F1)."""
+    with wh.engine.connect() as conn:
+        missing = conn.execute(sa.text("SELECT count(*) FROM empi_person e WHERE e.status = 'active' AND NOT EXISTS "
+                                       "(SELECT 1 FROM golden_person g WHERE g.person_id = e.person_id)")).one()[0]
+        uncounted = conn.execute(sa.text("SELECT (SELECT count(*) FROM identity_record) - "
+                                         "(SELECT coalesce(sum(records), 0) FROM golden_person)")).one()[0]
+    return int(missing), int(uncounted)
+
+
 def yardstick() -> float:
     """Seconds of a fixed piece of work — a DuckDB hash join of 3M rows and a million Python string hashes — timed
     beside the night: the machine is shared, and a night is only comparable across runs as a ratio to this."""
@@ -145,9 +156,11 @@ def main() -> None:
             before = links(wh)
             night_load_s = load_people(wh, [r for r, t in zip(rows, tonight) if t], "tonight")
             wh.engine.dispose()
+            gaps = []
             if args.postgres:
                 nights = [night_apart(url)]
                 after = [links(wh)]
+                gaps.append(golden_gaps(wh))
             else:
                 nights, after = [], []
                 for i in range(args.nights):
@@ -156,6 +169,7 @@ def main() -> None:
                     nights.append(night_apart(f"duckdb:///{copy}"))
                     copy_wh = Warehouse(f"duckdb:///{copy}")
                     after.append(links(copy_wh))
+                    gaps.append(golden_gaps(copy_wh))
                     copy_wh.engine.dispose()
                     copy.unlink()
         finally:
@@ -163,6 +177,8 @@ def main() -> None:
                 pg.stop()
     if any(links != after[0] for links in after[1:]):
         sys.exit("the nights on copies of one warehouse linked differently")
+    if any(missing or uncounted for missing, uncounted in gaps):
+        sys.exit(f"golden records incomplete after the night (persons without one, records uncounted): {gaps}")
     after = after[0]
     changed = sum(1 for uid, person in before.items() if after.get(uid) != person)
     score = evaluate.score(after, truth)
@@ -195,7 +211,8 @@ def main() -> None:
     where = "in a fresh process" + (", on its own copy of the warehouse" if not args.postgres else "")
     print(f"\nAfter the night: precision {score.precision:.4f}, recall {score.recall:.4f}, F1 {score.f1:.4f}, "
           f"{score.wrongly_merged_residents} wrongly merged, {score.split_residents} split; records linked before the "
-          f"night whose person id changed: {changed:,} (a merge redirects, never renumbers). Peak RSS {peak:,.0f} MB "
+          f"night whose person id changed: {changed:,} (a merge redirects, never renumbers); every active person has "
+          f"its golden record, counting all its records. Peak RSS {peak:,.0f} MB "
           f"(the night's own process {night_peak:,.0f} MB). Each night {where}: {runs} s; yardstick (fixed work, "
           f"`yardstick()`) before/after each: {yards} s.")
 
