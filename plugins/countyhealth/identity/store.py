@@ -42,6 +42,17 @@ def _arrow_table(conn, sql: str, schema: pa.Schema) -> pa.Table:
                      zip(schema, zip(*rows) if rows else [()] * len(schema))], schema=schema)
 
 
+def _arrow_batches(conn, sql: str, schema: pa.Schema):
+    """:func:`_arrow_table` a batch at a time, as the warehouse produces them: on DuckDB the query runs on while the
+    caller works on the batches it has (its threads produce, the GIL released while Python waits); elsewhere one
+    batch."""
+    if conn.dialect.name != "duckdb":
+        yield from _arrow_table(conn, sql, schema).to_batches()
+        return
+    for batch in conn.connection.driver_connection.sql(sql).to_arrow_reader(16_384):
+        yield batch.cast(schema)
+
+
 def objects_frame(table: pa.Table) -> pd.DataFrame:
     """An Arrow table as a frame of Python objects (None for missing), a column at a time — what
     :func:`features.build` reads."""
@@ -80,12 +91,13 @@ CANDIDATE_SCHEMA = pa.schema([(c, pa.bool_() if c in ("id_valid", "id_foreign") 
                             for c in ["source_id", "source_record_id", "person_id"] + FEATURE_COLUMNS])
 
 
-def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
+def features_of(records: pa.Table | pd.DataFrame, opened: dict[str, str] | None = None) -> pd.DataFrame:
     """identity_record rows → the feature frame the engine compares (the inverse of :func:`stored_features`, less
     what no comparison reads); a ``person_id`` column, when present, is kept. The features stay in Arrow
     (``pd.ArrowDtype`` columns: a night's few hundred thousand candidates are scored by DuckDB as they came from
     the warehouse — as Python strings they took seconds to make and DuckDB three times as long to scan); the record
-    and person ids are Python objects, for the engine's dictionaries. :func:`features.as_objects` converts."""
+    and person ids are Python objects, for the engine's dictionaries. :func:`features.as_objects` converts.
+    ``opened``: sealed ID → ID for the records' sealed IDs, when unsealed already (as :func:`candidates` reads)."""
     with_person = "person_id" in (records.column_names if isinstance(records, pa.Table) else records.columns)
     if isinstance(records, pd.DataFrame):
         names = [f.name for f in CANDIDATE_SCHEMA if f.name in records.columns]
@@ -96,7 +108,8 @@ def features_of(records: pa.Table | pd.DataFrame) -> pd.DataFrame:
     columns["unique_id"] = pc.binary_join_element_wise(records["source_id"], records["source_record_id"], "|")
     sealed = records["id_sealed"]
     distinct = pc.unique(sealed).drop_null()
-    opened = privacy.unseal_many(distinct.to_pylist())
+    if opened is None:
+        opened = privacy.unseal_many(distinct.to_pylist())
     columns["id18"] = pc.take(pa.array([opened[t] for t in distinct.to_pylist()], pa.string()),
                               pc.index_in(sealed, value_set=distinct))
     columns["phone"] = records["phone_hash"]  # phones are compared by their keyed hash (features.build)
@@ -260,12 +273,19 @@ def candidates(wh, conn, new: pd.DataFrame, exclude: set[str], previous: set[str
     if previous:
         hit.append(f"SELECT person_id FROM {persons_table(wh, conn, sorted(previous))}")
     cols = ", ".join(f"r.{c}" for c in CANDIDATE_SCHEMA.names)
-    records = _arrow_table(conn, f"SELECT {cols} FROM identity_record r WHERE r.person_id IN ({' UNION '.join(hit)})",
-                           CANDIDATE_SCHEMA)
+    # their IDs unsealed a batch at a time as the warehouse hands them over (each distinct one once), while it reads
+    # on: a night's hundred thousand took as long as the read
+    batches, opened = [], {}
+    for batch in _arrow_batches(conn, f"SELECT {cols} FROM identity_record r WHERE r.person_id IN "
+                                      f"({' UNION '.join(hit)})", CANDIDATE_SCHEMA):
+        batches.append(batch)
+        sealed = pc.unique(batch.column("id_sealed")).drop_null().to_pylist()
+        opened.update(privacy.unseal_many([t for t in sealed if t not in opened]))
+    records = pa.Table.from_batches(batches, schema=CANDIDATE_SCHEMA)
     conn.execute(sa.text("DELETE FROM _identity_keys"))
     if not records.num_rows:
         return empty
-    found = features_of(records)
+    found = features_of(records, opened)
     if exclude:  # the night's changed records are linked already: they are placed, not candidates
         gone = found["unique_id"].isin(exclude).to_numpy()
         if gone.any():  # (most nights none: no copy)
