@@ -468,15 +468,8 @@ def test_blocking_command_counts_the_pairs_each_rule_makes():
 
 
 def test_migration_0011_keeps_every_link_readable_as_person_link_and_links_are_written_once(warehouse_url, tmp_path):
-    url = warehouse_url
-    dialect = Warehouse(url).dialect
-    before_0011 = tmp_path / "sql"
-    (before_0011 / dialect).mkdir(parents=True)
-    for path in sorted((settings.sql_dir() / dialect).glob("*.sql")):
-        if int(path.name[:4]) < 11:
-            shutil.copy(path, before_0011 / dialect / path.name)
-    wh = Warehouse(url)
-    wh.migrate(sql_dir=before_0011)
+    wh = _migrated_before(11, warehouse_url, tmp_path)
+    dialect = wh.dialect
     with wh.begin() as conn:  # a link written as every run before 0011 wrote it: in both tables
         for table in ("identity_record", "person_link"):
             conn.execute(sa.text(f"INSERT INTO {table} (source_id, source_record_id, person_id, link_kind, "
@@ -501,6 +494,18 @@ def test_migration_0011_keeps_every_link_readable_as_person_link_and_links_are_w
     assert len({person for _, record, person, _ in links if record != "D0"}) == 1
 
 
+def _migrated_before(version: int, url: str, tmp_path) -> Warehouse:
+    """A warehouse at ``url`` migrated up to, not including, migration ``version``."""
+    wh = Warehouse(url)
+    before = tmp_path / "sql"
+    (before / wh.dialect).mkdir(parents=True)
+    for path in sorted((settings.sql_dir() / wh.dialect).glob("*.sql")):
+        if int(path.name[:4]) < version:
+            shutil.copy(path, before / wh.dialect / path.name)
+    wh.migrate(sql_dir=before)
+    return wh
+
+
 def _versions_from(first: int, dialect: str) -> list[int]:
     from countyhealth.warehouse import migrations
 
@@ -511,14 +516,8 @@ def test_migration_0012_keeps_the_identity_tables_and_stores_their_ciphertext_un
     """0012 copies identity_record and golden_person into definitions whose ciphertext columns are not compressed
     (DuckDB) or never will be (PostgreSQL's EXTERNAL): every row and the person_link view survive, and what a later
     night writes is stored the same way."""
-    dialect = Warehouse(warehouse_url).dialect
-    before = tmp_path / "sql"
-    (before / dialect).mkdir(parents=True)
-    for path in sorted((settings.sql_dir() / dialect).glob("*.sql")):
-        if int(path.name[:4]) < 12:
-            shutil.copy(path, before / dialect / path.name)
-    wh = Warehouse(warehouse_url)
-    wh.migrate(sql_dir=before)
+    wh = _migrated_before(12, warehouse_url, tmp_path)
+    dialect = wh.dialect
     load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000003"),
                      rec("his_h350125001", "P9", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
     identity.run(wh)
