@@ -155,8 +155,9 @@ def find_repeats(wh, conn, night: pa.Table, *, changed: set[str], decided: set[s
     conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_repeat (source_id VARCHAR, "
                          "source_record_id VARCHAR, person_id VARCHAR, hrn VARCHAR, "
                          + ", ".join(f"{c} VARCHAR" for c in _REPEAT_SHARES) + ")"))
-    for table in ("_identity_night", "_identity_stale", "_identity_repeat"):
-        conn.execute(sa.text(f"DELETE FROM {table}"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_address ("
+                         + ", ".join(f"{c} VARCHAR" for c in features.ADDRESS_KEYS) + ")"))
+    _clear_repeat_tables(conn)
     fill_temp(wh, conn, "_identity_night", night.append_column("place_anew", anew))
     not_stale = "TRUE"
     if stale:  # (most nights none: the anti-join costs a pass over identity_record even when empty)
@@ -184,18 +185,23 @@ def find_repeats(wh, conn, night: pa.Table, *, changed: set[str], decided: set[s
     """))
     found = _arrow_table(conn, "SELECT source_id, source_record_id, person_id FROM _identity_repeat",
                          pa.schema([(c, pa.string()) for c in ("source_id", "source_record_id", "person_id")]))
+    if not found.num_rows:
+        _clear_repeat_tables(conn)  # (nothing for write_repeats)
     uids = pc.binary_join_element_wise(found["source_id"], found["source_record_id"], "|").to_pylist()
     return dict(zip(uids, found["person_id"].to_pylist()))
+
+
+def _clear_repeat_tables(conn) -> None:
+    # (a pooled PostgreSQL session keeps its temporary tables from one run to the next)
+    for table in ("_identity_night", "_identity_stale", "_identity_repeat", "_identity_address"):
+        conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def write_repeats(wh, conn, addresses: pa.Table, *, now, run_id: str) -> None:
     """The identity_record rows of the repeats :func:`find_repeats` found (person_link is a view of them): the
     features they share with their person's records, and their own phone hash, health-record number and address
     columns (``addresses``: :func:`features.address_keys` of the run's rows, the repeats' among them)."""
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_address ("
-                         + ", ".join(f"{c} VARCHAR" for c in features.ADDRESS_KEYS) + ")"))
-    conn.execute(sa.text("DELETE FROM _identity_address"))
-    fill_temp(wh, conn, "_identity_address", addresses)
+    fill_temp(wh, conn, "_identity_address", addresses)  # (made, and emptied, by find_repeats)
     own = ["batch_id", "name_std", "sex", "birth_date", "id_hash", "phone_hash", "health_record_number"]
     columns = {"source_id": "o.source_id", "source_record_id": "o.source_record_id", "person_id": "o.person_id",
                **{c: f"n.{c}" for c in own}, **{c: f"a.{c}" for c in features.ADDRESS_KEYS[2:]},
@@ -207,8 +213,7 @@ def write_repeats(wh, conn, addresses: pa.Table, *, now, run_id: str) -> None:
                          "AND n.source_record_id = o.source_record_id "
                          "JOIN _identity_address a ON a.source_id = o.source_id "
                          "AND a.source_record_id = o.source_record_id"), {"now": now, "run": run_id})
-    for table in ("_identity_night", "_identity_stale", "_identity_repeat", "_identity_address"):
-        conn.execute(sa.text(f"DELETE FROM {table}"))
+    _clear_repeat_tables(conn)
 
 
 # what a run reads of a person row: what features.build compares, and the batch. Not the phone's ciphertext where
