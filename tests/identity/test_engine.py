@@ -35,6 +35,24 @@ def test_evidence_read_from_match_weights_names_the_level_splink_compared():
     assert len(seen_levels) >= 15  # many levels exercised, not only exact matches and nulls
 
 
+def test_a_scorer_made_ahead_scores_as_one_made_for_the_call():
+    """The nightly run makes its Splink model ready before the records are at hand (engine.Scorer: a Linker on a
+    frame without rows, each call blocked by the rules its records carry): the pairs and their weights are those a
+    Linker made on the records gives, call after call on one scorer."""
+    recs, _ = person_records(1500, seed=5, noise=NoiseRates.scaled(2.0))
+    frame = features.build(pd.DataFrame([r.row for r in recs]))
+    new, existing = frame.iloc[:500].reset_index(drop=True), frame.iloc[500:].reset_index(drop=True)
+    settings = model.load_settings()
+    scorer = engine.Scorer(settings)
+    key = ["unique_id_l", "unique_id_r"]
+    for _ in range(2):
+        ahead = engine.score(new, existing, settings, min_probability=0.01, scorer=scorer)
+        made = engine.score(new, existing, settings, min_probability=0.01)
+        assert len(ahead) > 100
+        pd.testing.assert_frame_equal(ahead.sort_values(key).reset_index(drop=True),
+                                      made.sort_values(key).reset_index(drop=True))
+
+
 def _link_both_ways(monkeypatch, new, existing, existing_person, **kw):
     """The engine as it runs (components checked column-wise), and with every joining component clustered edge
     by edge (the reference: strongest edge first, each join checked pair by pair)."""
@@ -87,7 +105,7 @@ def test_component_clustering_gives_the_persons_edge_by_edge_clustering_gives(mo
 def test_rules_on_keys_no_record_carries_are_not_run_and_none_left_scores_nothing(monkeypatch):
     """A county's records leave the Latin-address keys empty: those rules are skipped. Records that carry no
     blocking key at all are not compared with every other record (Splink with no rule would)."""
-    import splink
+    from splink.internals.linker_components.inference import LinkerInference
 
     rows = pd.DataFrame({"source_id": "s", "source_record_id": [str(i) for i in range(300)],
                          "name": None, "sex_code": None, "birth_date": None, "id_number": None, "phone": None,
@@ -96,13 +114,13 @@ def test_rules_on_keys_no_record_carries_are_not_run_and_none_left_scores_nothin
     assert len(engine.score(features.build(rows), None, settings, min_probability=0.0)) == 0
 
     seen = []
+    predict_within = LinkerInference.predict_within
 
-    class Recording(splink.Linker):  # the real linker, noting which rules it was given
-        def __init__(self, table, settings, *a, **k):
-            seen.extend(r["blocking_rule"] for r in settings["blocking_rules_to_generate_predictions"])
-            super().__init__(table, settings, *a, **k)
+    def recording(self, records, **kwargs):  # the real prediction, noting which rules it was given
+        seen.extend(r["blocking_rule"] for r in kwargs["blocking_rules_to_generate_predictions"])
+        return predict_within(self, records, **kwargs)
 
-    monkeypatch.setattr(splink, "Linker", Recording)
+    monkeypatch.setattr(LinkerInference, "predict_within", recording)
     chinese = features.build(pd.DataFrame({"source_id": "s", "source_record_id": ["a", "b"], "name": ["陈伟", "陈伟"],
                                            "birth_date": ["1980-01-01", "1980-01-01"],
                                            "address": ["樟城镇东门村12号", "樟城镇东门村12号"]}))

@@ -312,7 +312,37 @@ def test_a_merge_takes_the_nights_repeats_along(wh, monkeypatch):
     with wh.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT person_id FROM identity_record WHERE source_record_id = 'R1'")
                             ).scalar() == survivor
+        # the repeat's person's golden record, rebuilt while the engine linked, goes with the merge; the survivor's
+        # counts every record
+        golden = conn.execute(sa.text("SELECT person_id, records FROM golden_person WHERE person_id IN (:a, :b)"),
+                              {"a": first, "b": second}).all()
+    assert golden == [(survivor, 4)]
     _assert_keys_unique(wh)
+
+
+def test_the_engine_gets_the_nights_other_records_in_their_order_with_the_features_building_them_gives(
+        wh, monkeypatch):
+    """Rows that can repeat no one (without an ID, a birth date…) are built while the warehouse looks for the
+    repeats, the others after: the engine still gets every record it places once, in the night's order (person ids
+    are minted in that order), with the features one build of them gives."""
+    load_people(wh, [rec("public_health", "D1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z)])
+    identity.run(wh)
+    read, placed = [], []
+    to_link, link = store.to_link, engine.link
+    monkeypatch.setattr(store, "to_link", lambda conn: read.append(to_link(conn)) or read[-1])
+    monkeypatch.setattr(engine, "link", lambda new, *a, **k: placed.append(new) or link(new, *a, **k))
+    load_people(wh, [rec("his_h350125001", "U1", "王芳", None, sex="2"),  # no birth date: repeats no one
+                     rec("his_h350125001", "R1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z),  # a repeat
+                     rec("his_h350125001", "S1", "郑强强", dt.date(1960, 7, 1), id_number=ID_Z),
+                     rec("his_h350125001", "U2", "李娜", dt.date(1992, 5, 6), sex="2"),  # no ID
+                     rec("his_h350125001", "S2", "郑强", dt.date(1960, 7, 1), id_number=ID_Z,
+                         phone="13600000099")])
+    identity.run(wh)
+    night = store.objects_frame(read[-1])
+    expected = features.build(night[night["source_record_id"] != "R1"].reset_index(drop=True))
+    assert list(placed[-1]["source_record_id"]) == list(expected["source_record_id"])
+    assert set(expected["source_record_id"]) == {"U1", "S1", "U2", "S2"}
+    pd.testing.assert_frame_equal(placed[-1][features.COLUMNS].reset_index(drop=True), expected[features.COLUMNS])
 
 
 def test_a_row_loaded_late_into_a_batch_already_linked_is_still_placed(wh):

@@ -106,54 +106,74 @@ def _pair_key(left: pd.Series, right: pd.Series) -> np.ndarray:
 _EVIDENCE_COLS = ("name", "birth_date", "id18", "phone", "health_record_number", "sex", "address")
 
 
+class Scorer:
+    """Splink's model ready to score (:func:`score`): its database and, on DuckDB, its Linker, made before any
+    record is at hand. Making a Linker parses every comparison level's SQL — a fifth of a second of Python a night —
+    so the nightly run makes its scorer on a thread while its first SQL runs (:func:`linking.link_pending`). The
+    Linker knows the model, not the records: each call scores the frames it is given, blocked by the rules they
+    carry. One caller at a time."""
+
+    def __init__(self, settings: dict, backend: str = "duckdb"):
+        from splink import DuckDBAPI, Linker
+
+        if backend not in ("duckdb", "spark"):
+            raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
+        if backend == "spark":
+            from countyhealth.identity.model import settings_for_dialect
+
+            settings = settings_for_dialect(settings, "spark")
+        self.backend, self._db, self.linker = backend, None, None
+        # weights per comparison instead of the compared values: far less to carry back (see levels_by_weight)
+        self.settings = {**settings, "retain_matching_columns": False, "retain_intermediate_calculation_columns": True}
+        self.rules = self.settings["blocking_rules_to_generate_predictions"]
+        if backend == "duckdb":  # (Spark infers no schema from a frame without rows: its Linker waits for records)
+            import duckdb
+
+            self.con = duckdb.connect()
+            self._db = DuckDBAPI(connection=self.con)
+            model_input = pd.DataFrame({c: pd.Series(dtype=object) for c in sorted(_scoring_columns(self.settings))})
+            # settings validation only logs columns it cannot find (ours are checked by _scoring_columns): its SQL
+            # parsing took 0.4–0.7 s
+            self.linker = Linker(self.register(model_input, "model_input", list(model_input.columns)), self.settings,
+                                 validate_settings=False)
+
+    @property
+    def db(self):
+        if self._db is None:  # (Spark: the session made, or found, when there is something to score)
+            self._db = _spark_api()
+        return self._db
+
+    def register(self, frame: pd.DataFrame, name: str, columns: list[str]):
+        if self.backend == "spark":
+            return self.db.register(features.as_objects(frame[columns]), dataset_display_name=name)
+        # on DuckDB a view of the frame's columns: a pandas copy of them took 0.2 s a night
+        self.con.register(f"{name}_frame", frame)
+        self.con.execute(f"CREATE VIEW {name} AS SELECT {', '.join(columns)} FROM {name}_frame")
+        return self.db.register(name, dataset_display_name=name)
+
+
 def score(new: pd.DataFrame, existing: pd.DataFrame | None, settings: dict, *, min_probability: float,
-          backend: str = "duckdb") -> pd.DataFrame:
-    """Scored candidate pairs: within ``new`` and between ``new`` and ``existing``."""
-    from splink import DuckDBAPI, Linker
+          backend: str = "duckdb", scorer: Scorer | None = None) -> pd.DataFrame:
+    """Scored candidate pairs: within ``new`` and between ``new`` and ``existing``. ``scorer``: the model made
+    ready (:class:`Scorer`) from these ``settings`` on this ``backend``, else it is made here."""
+    from splink import Linker
 
-    if backend == "spark":
-        from countyhealth.identity.model import settings_for_dialect
-
-        db = _spark_api()
-        settings = settings_for_dialect(settings, "spark")
-    elif backend == "duckdb":
-        import duckdb
-
-        con = duckdb.connect()
-        db = DuckDBAPI(connection=con)
-    else:
-        raise ValueError(f"identity backend {backend!r} unknown: use duckdb or spark (config/identity.yaml)")
-    # weights per comparison instead of the compared values: far less to carry back (see levels_by_weight)
-    settings = {**settings, "retain_matching_columns": False, "retain_intermediate_calculation_columns": True}
-    rules = settings["blocking_rules_to_generate_predictions"]
-    carried = set(model.rules_carried([r["blocking_rule"] for r in rules], new))
-    rules = [r for r in rules if r["blocking_rule"] in carried]
+    scorer = scorer or Scorer(settings, backend)
+    carried = set(model.rules_carried([r["blocking_rule"] for r in scorer.rules], new))
+    rules = [r for r in scorer.rules if r["blocking_rule"] in carried]
     if not rules:
         return pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
-    settings["blocking_rules_to_generate_predictions"] = rules
-    # only the columns the model reads: a night registers 900k linked records with Splink, each column converted
-    keep = _scoring_columns(settings)
+    # only the columns the model and the rules carried read: a night registers 900k linked records with Splink
+    keep = _scoring_columns({**scorer.settings, "blocking_rules_to_generate_predictions": rules})
     run = uuid.uuid4().hex[:8]  # a Spark session outlives one call; its temp views must not collide
-
-    def register(frame: pd.DataFrame, name: str):
-        columns = [c for c in frame.columns if c in keep]
-        if backend == "spark":
-            return db.register(features.as_objects(frame[columns]), dataset_display_name=name)
-        # on DuckDB a view of the frame's columns: a pandas copy of them took 0.2 s a night
-        con.register(f"{name}_frame", frame)
-        con.execute(f"CREATE VIEW {name} AS SELECT {', '.join(columns)} FROM {name}_frame")
-        return db.register(name, dataset_display_name=name)
-
-    new_df = register(new, f"new_records_{run}")
-    # settings validation only logs columns it cannot find (our columns are checked by _scoring_columns): its SQL
-    # parsing took 0.4–0.7 s of every call
-    linker = Linker(new_df, settings, validate_settings=False)
-    frames = [linker.inference.predict_within(new_df, threshold_match_probability=min_probability,
-                                              warning_mode="never").as_pandas_dataframe()]
+    new_df = scorer.register(new, f"new_records_{run}", [c for c in new.columns if c in keep])
+    linker = scorer.linker or Linker(new_df, scorer.settings, validate_settings=False)
+    predict = {"blocking_rules_to_generate_predictions": rules, "threshold_match_probability": min_probability,
+               "warning_mode": "never"}
+    frames = [linker.inference.predict_within(new_df, **predict).as_pandas_dataframe()]
     if existing is not None and len(existing):
-        old_df = register(existing, f"linked_records_{run}")
-        frames.append(linker.inference.predict_between(new_df, old_df, threshold_match_probability=min_probability,
-                                                       warning_mode="never").as_pandas_dataframe())
+        old_df = scorer.register(existing, f"linked_records_{run}", [c for c in existing.columns if c in keep])
+        frames.append(linker.inference.predict_between(new_df, old_df, **predict).as_pandas_dataframe())
     pairs = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
         pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     return pairs
@@ -312,12 +332,12 @@ _SMALL_COMPONENT = 64
 
 
 def _edges(new: pd.DataFrame, existing: pd.DataFrame | None, new_set: set[str], *, settings: dict,
-           thresholds: Thresholds, accepted: set[frozenset], backend: str,
+           thresholds: Thresholds, accepted: set[frozenset], backend: str, scorer: Scorer | None = None,
            every_scored_pair: bool = False) -> pd.DataFrame:
     """Scored pairs (deterministic ones among them lifted to 1.0), the deterministic pairs the model did not
     score, and reviewers' accepted pairs; evidence text only where someone will read it."""
     floor = 0.0 if every_scored_pair else min(thresholds.review, 0.5)
-    pairs = score(new, existing, settings, min_probability=floor, backend=backend) \
+    pairs = score(new, existing, settings, min_probability=floor, backend=backend, scorer=scorer) \
         if len(new) else pd.DataFrame(columns=["unique_id_l", "unique_id_r", "match_probability"])
     weight_cols = [f"mw_{c}" for c in _EVIDENCE_COLS if f"mw_{c}" in pairs]
     scored = pairs[["unique_id_l", "unique_id_r", "match_probability"] + weight_cols].copy()
@@ -423,7 +443,7 @@ def _reachable(existing: pd.DataFrame, index: pd.Index, person: np.ndarray, edge
 def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, str], *, settings: dict,
          thresholds: Thresholds, mint, previous_person: dict[str, str] | None = None,
          accepted: set[frozenset] = frozenset(), rejected: set[frozenset] = frozenset(),
-         backend: str = "duckdb", rescore=None) -> LinkResult:
+         backend: str = "duckdb", rescore=None, scorer: Scorer | None = None) -> LinkResult:
     """Place ``new`` records. ``existing`` are linked records (features) that may be theirs, with
     ``existing_person`` record → person; ``previous_person`` is where records in ``new`` that changed were
     linked before (a changed record is placed again from scratch, and moves if the evidence says so);
@@ -438,7 +458,7 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
 
     ``rescore(edges)``, when given, re-estimates the edges' probabilities before clustering (every scored pair,
     not only those above the review threshold, reaches it): :mod:`.one_to_one` for sources that hold one record
-    per person."""
+    per person. ``scorer``: the model made ready (:class:`Scorer`), if it was."""
     previous_person = previous_person or {}
     new = new.drop_duplicates("unique_id", keep="last")
     index = None
@@ -455,7 +475,7 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
         existing = None
     new_set = set(new["unique_id"])
     edges = _edges(new, existing, new_set, settings=settings, thresholds=thresholds, accepted=accepted,
-                   backend=backend, every_scored_pair=rescore is not None)
+                   backend=backend, scorer=scorer, every_scored_pair=rescore is not None)
     if rescore is not None:
         edges = rescore(edges)
     # what clustering reads of each record (scoring read the frames themselves): the night's records and the linked

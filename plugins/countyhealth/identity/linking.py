@@ -6,6 +6,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +21,10 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
     summary = IdentityRunSummary(run_id)
     settings = model.load_settings(model_path)
     step = _Steps(summary.steps)
-    with wh.begin() as conn:
+    with ThreadPoolExecutor(1, thread_name_prefix="identity-model") as ahead, wh.begin() as conn:
+        # Splink's model made ready (its SQL parsed: Python's work) while the warehouse reads the night (SQL: the GIL
+        # released)
+        scorer = ahead.submit(engine.Scorer, settings, cfg.backend)
         if conn.dialect.name == "postgresql":
             # a run's queries join tonight's temporary tables: PostgreSQL's JIT compiled them for longer than they
             # ran (1.1 s of the repeats' 1.8 s on 20k records)
@@ -37,35 +41,48 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         relinked = pc.is_valid(pending["previous_person_id"])
         previous = dict(zip(uids.filter(relinked).to_pylist(),
                             pending["previous_person_id"].filter(relinked).to_pylist()))
-        # the warehouse looks for repeats (SQL: the GIL released) while Python standardises the night's addresses,
-        # then writes them while Python builds the rest's features — two cores, not one and then the other
-        repeats, rest = {}, pending
+        # the warehouse looks for repeats (SQL: the GIL released) while Python standardises the night's addresses and
+        # builds the features of rows that can repeat no one (without all of ID, name, birth date and sex), then
+        # writes the repeats while Python builds the other rows' features — two cores, not one and then the other
+        repeats, early, unkeyed = {}, None, pa.array(np.zeros(pending.num_rows, dtype=bool))
         if store.anything_linked(conn):  # (the first run has nothing to repeat)
             night = features.repeat_keys(pending)
-            repeats, addresses = _beside(
+            unkeyed = pc.invert(pc.is_in(uids, value_set=pc.binary_join_element_wise(
+                night["source_id"], night["source_record_id"], "|")))
+            repeats, (addresses, early) = _beside(
                 lambda: store.find_repeats(wh, conn, night, changed=set(previous),
                                            decided={u for pair in accepted | rejected for u in pair}),
-                lambda: features.address_keys(pending))
+                lambda: (features.address_keys(pending),
+                         _build(pending, unkeyed) if pc.any(unkeyed).as_py() else None))
         step("repeats")
+        placed = pc.invert(pc.is_in(uids, pa.array(list(repeats), pa.string())))  # what the engine places
+        others = pc.and_(placed, pc.invert(unkeyed))
         if repeats:
-            is_repeat = pc.is_in(uids, pa.array(list(repeats), pa.string()))
-            rest = pending.filter(pc.invert(is_repeat))
-            _, new_f = _beside(lambda: store.write_repeats(wh, conn, addresses.filter(is_repeat), now=store.now(),
-                                                           run_id=run_id),
-                               lambda: features.build(store.objects_frame(rest)))
+            _, built = _beside(lambda: store.write_repeats(wh, conn, addresses.filter(pc.invert(placed)),
+                                                           now=store.now(), run_id=run_id),
+                               lambda: _build(pending, others))
         else:
-            new_f = features.build(store.objects_frame(rest))
+            built = _build(pending, others)
+        new_f = _in_row_order([(unkeyed, early), (others, built)])
         step("features")
         result = engine.LinkResult({}, {})
+        repeated = set(repeats.values())  # persons the repeats add records to: their records are all written
         if len(new_f):  # (a night of repeats only leaves nothing to score)
             cand_f = store.candidates(wh, conn, new_f, exclude=set(new_f["unique_id"]),
                                       previous=set(previous.values()))
             existing_person = dict(zip(cand_f["unique_id"], cand_f.pop("person_id")))
             step("candidates")
-            minter = store.next_person_ids(conn)
-            result = engine.link(new_f, cand_f, existing_person, settings=settings,
-                                 thresholds=engine.Thresholds(cfg.auto_link, cfg.review), mint=lambda: next(minter),
-                                 previous_person=previous, accepted=accepted, rejected=rejected, backend=cfg.backend)
+            minter = store.next_person_ids(conn)  # (read now: the connection is the golden records' below)
+            # the engine scores in a database of its own and clusters in Python, leaving the warehouse idle: the
+            # repeats' persons' golden records are rebuilt meanwhile (those the engine's links touch again are
+            # rebuilt once more after the write)
+            _, result = _beside(
+                lambda: golden.refresh(wh, conn, sorted(repeated), cfg, store.now()),
+                lambda: engine.link(new_f, cand_f, existing_person, settings=settings,
+                                    thresholds=engine.Thresholds(cfg.auto_link, cfg.review), mint=lambda: next(minter),
+                                    previous_person=previous, accepted=accepted, rejected=rejected,
+                                    backend=cfg.backend, scorer=scorer.result()))
+            repeated = set()
         step("link")
         now = store.now()
         summary.blocked_by_guards = len(result.blocked)
@@ -82,12 +99,27 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         summary.queued_for_review = _write_review(wh, conn, result, now, run_id)
         step("write")
         touched = sorted({p for p in result.person_of.values()} | {to for _, _, to in result.moves}
-                         | {frm for _, frm, _ in result.moves} | set(repeats.values()))
+                         | {frm for _, frm, _ in result.moves} | repeated)
         golden.refresh(wh, conn, touched, cfg, now)
         _record_run(conn, summary, started, settings)
         step("golden")
     step("commit")
     return summary
+
+
+def _build(rows: pa.Table, chosen: pa.Array) -> pd.DataFrame:
+    return features.build(store.objects_frame(rows.filter(chosen)))
+
+
+def _in_row_order(parts: list[tuple[pa.Array, pd.DataFrame | None]]) -> pd.DataFrame:
+    """Feature frames of disjoint sets of a night's rows (a mask of the rows, and their features or None) as one, the
+    rows in the night's order: person ids are minted in the order records come."""
+    parts = [(np.flatnonzero(mask.to_numpy(zero_copy_only=False)), frame) for mask, frame in parts
+             if frame is not None]
+    if len(parts) == 1:
+        return parts[0][1]
+    order = np.argsort(np.concatenate([rows for rows, _ in parts]), kind="stable")
+    return pd.concat([frame for _, frame in parts], ignore_index=True).iloc[order].reset_index(drop=True)
 
 
 def _beside(background, foreground):

@@ -4,6 +4,7 @@ review queue and golden records — all of one run in one transaction (DuckDB ha
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 
 import pandas as pd
@@ -323,13 +324,11 @@ def decisions(conn) -> tuple[set[frozenset], set[frozenset]]:
 
 
 def next_person_ids(conn):
-    """A generator of fresh person ids: P + 10 digits, never reused (after the highest ever minted)."""
+    """Fresh person ids, an iterator: P + 10 digits, never reused (after the highest ever minted). The highest is
+    read here, not when the first id is asked for (the connection may be busy elsewhere by then)."""
     # fetchall, not scalar(): DuckDB 2 keeps a half-read result open and refuses the next statement
     top = conn.execute(sa.text("SELECT max(person_id) FROM empi_person")).fetchall()[0][0]
-    n = int(top[1:]) if top else 0
-    while True:
-        n += 1
-        yield f"P{n:010d}"
+    return (f"P{n:010d}" for n in itertools.count((int(top[1:]) if top else 0) + 1))
 
 
 def new_event_id() -> str:
