@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -166,6 +167,9 @@ def main() -> None:
                 for i in range(args.nights):
                     copy = Path(tmp) / f"night{i}.duckdb"
                     shutil.copy(Path(tmp) / "warehouse.duckdb", copy)
+                    # the copy on disk before the night starts: else the night's commit, syncing the file, writes all
+                    # of the copy still in the page cache (a warehouse is not copied moments before its night)
+                    os.sync()
                     nights.append(night_apart(f"duckdb:///{copy}"))
                     copy_wh = Warehouse(f"duckdb:///{copy}")
                     after.append(links(copy_wh))

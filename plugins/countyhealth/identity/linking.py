@@ -41,17 +41,20 @@ def link_pending(wh, cfg: IdentityConfig, run_id: str, *, model_path=None) -> Id
         relinked = pc.is_valid(pending["previous_person_id"])
         previous = dict(zip(uids.filter(relinked).to_pylist(),
                             pending["previous_person_id"].filter(relinked).to_pylist()))
-        # the warehouse looks for repeats (SQL: the GIL released) while Python standardises the night's addresses and
-        # builds the features of rows that can repeat no one (without all of ID, name, birth date and sex), then
-        # writes the repeats while Python builds the other rows' features — two cores, not one and then the other
+        # the warehouse looks for repeats (SQL: the GIL released) while Python standardises: the linked records
+        # holding the night's IDs while Python computes what a repeat is compared on; the repeats among them while
+        # Python standardises the night's addresses and builds the features of rows that can repeat no one (without
+        # all of ID, name, birth date and sex); then it writes the repeats while Python builds the other rows'
+        # features — two cores, not one and then the other
         repeats, early, unkeyed = {}, None, pa.array(np.zeros(pending.num_rows, dtype=bool))
         if store.anything_linked(conn):  # (the first run has nothing to repeat)
-            night = features.repeat_keys(pending)
+            _, night = _beside(lambda: store.match_ids(wh, conn, pending, changed=set(previous),
+                                                       decided={u for pair in accepted | rejected for u in pair}),
+                               lambda: features.repeat_keys(pending))
             unkeyed = pc.invert(pc.is_in(uids, value_set=pc.binary_join_element_wise(
                 night["source_id"], night["source_record_id"], "|")))
             repeats, (addresses, early) = _beside(
-                lambda: store.find_repeats(wh, conn, night, changed=set(previous),
-                                           decided={u for pair in accepted | rejected for u in pair}),
+                lambda: store.find_repeats(wh, conn, night),
                 lambda: (features.address_keys(pending),
                          _build(pending, unkeyed) if pc.any(unkeyed).as_py() else None))
         step("repeats")

@@ -129,7 +129,57 @@ _REPEAT_SHARES = ["name_pinyin", "name_fuzzy", "surname_pinyin", "given_pinyin",
                   "id_sealed"]
 
 
-def find_repeats(wh, conn, night: pa.Table, *, changed: set[str], decided: set[str]) -> dict[str, str]:
+# what a linked record holding a run's record's ID is compared on (:func:`match_ids`), and what a repeat takes of it
+_MATCHED = ["person_id", "name_std", "birth_date", "sex", "phone_hash", *_REPEAT_SHARES]
+
+
+def match_ids(wh, conn, pending: pa.Table, *, changed: set[str], decided: set[str]) -> None:
+    """The first half of finding a run's repeats (:func:`find_repeats`): the linked records holding the valid resident
+    ID of each of the run's person rows (``pending``, as :func:`to_link` reads them), by its keyed hash, with what a
+    repeat is compared on — kept in a temporary table. It needs nothing standardised, so it runs while Python
+    standardises the rows (:func:`features.repeat_keys`): this join is most of the finding. Records ``changed`` since
+    their link, or ``decided`` by a reviewer, are placed by the engine, not as repeats, as is a record handed over
+    twice; a changed record's stored features (what it said before) make no other record a repeat."""
+    uids = pc.binary_join_element_wise(pending["source_id"], pending["source_record_id"], "|").to_pandas()
+    # (a record handed over twice is placed by the engine, which takes its last features)
+    anew = pa.array((uids.isin(changed | decided) | uids.duplicated(keep=False)).to_numpy())
+    ids = pa.table({c: pending[c] for c in ("source_id", "source_record_id")}
+                   | {"id_hash": pending["id_number_hash"]}).filter(
+        pc.and_(pc.is_valid(pending["id_number_hash"]), pc.invert(anew)))
+    stale = [uid.split("|", 1) for uid in changed]
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_ids (source_id VARCHAR, "
+                         "source_record_id VARCHAR, id_hash VARCHAR)"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_stale (source_id VARCHAR, "
+                         "source_record_id VARCHAR)"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_id_match (source_id VARCHAR, "
+                         "source_record_id VARCHAR, " + ", ".join(f"{c} VARCHAR" for c in _MATCHED) + ")"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_night ("
+                         + ", ".join(f"{c} VARCHAR" for c in features.REPEAT_KEYS) + ")"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_repeat (source_id VARCHAR, "
+                         "source_record_id VARCHAR, person_id VARCHAR, hrn VARCHAR, "
+                         + ", ".join(f"{c} VARCHAR" for c in _REPEAT_SHARES) + ")"))
+    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_address ("
+                         + ", ".join(f"{c} VARCHAR" for c in features.ADDRESS_KEYS) + ")"))
+    _clear_repeat_tables(conn)
+    if not ids.num_rows:
+        return
+    fill_temp(wh, conn, "_identity_ids", ids)
+    not_stale = "TRUE"
+    if stale:  # (most nights none: the anti-join costs a pass over identity_record even when empty)
+        fill_temp(wh, conn, "_identity_stale", pa.table({"source_id": [s for s, _ in stale],
+                                                           "source_record_id": [r for _, r in stale]}))
+        not_stale = ("NOT EXISTS (SELECT 1 FROM _identity_stale s WHERE s.source_id = r.source_id "
+                     "AND s.source_record_id = r.source_record_id)")
+    conn.execute(sa.text(f"""
+        INSERT INTO _identity_id_match (source_id, source_record_id, {', '.join(_MATCHED)})
+        SELECT n.source_id, n.source_record_id, {', '.join(f'r.{c}' for c in _MATCHED)}
+        FROM _identity_ids n JOIN identity_record r ON r.id_hash = n.id_hash AND r.id_valid
+        WHERE {not_stale}"""))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ANALYZE _identity_id_match"))
+
+
+def find_repeats(wh, conn, night: pa.Table) -> dict[str, str]:
     """The records of this run that only repeat what one linked person's records say, with that person. A repeat has
     the same valid resident ID, name, birth date and sex as a record of that person, the ID held by no other person,
     its phone none or one the person's records with that ID have, its health-record number none or no other
@@ -140,41 +190,21 @@ def find_repeats(wh, conn, night: pa.Table, *, changed: set[str], decided: set[s
     are all that is built, selected for and scored; the repeats are candidates for them like any linked record
     (:func:`write_repeats` writes them first), and a merge this run takes them along.
 
-    ``night``: :func:`features.repeat_keys` of the run's person rows. Records ``changed`` since their link, or
-    ``decided`` by a reviewer, are placed by the engine, not as repeats; a changed record's stored features (what it
-    said before) make no other record a repeat. What is found stays in temporary tables for :func:`write_repeats`."""
+    ``night``: :func:`features.repeat_keys` of the run's person rows, whose IDs :func:`match_ids` has matched. What is
+    found stays in temporary tables for :func:`write_repeats`."""
     if not night.num_rows:
+        _clear_repeat_tables(conn)
         return {}
-    uids = pc.binary_join_element_wise(night["source_id"], night["source_record_id"], "|").to_pandas()
-    # (a record handed over twice is placed by the engine, which takes its last features)
-    anew = pa.array((uids.isin(changed | decided) | uids.duplicated(keep=False)).to_numpy())
-    stale = [uid.split("|", 1) for uid in changed]
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_night ("
-                         + ", ".join(f"{c} VARCHAR" for c in night.column_names) + ", place_anew BOOLEAN)"))
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_stale (source_id VARCHAR, "
-                         "source_record_id VARCHAR)"))
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_repeat (source_id VARCHAR, "
-                         "source_record_id VARCHAR, person_id VARCHAR, hrn VARCHAR, "
-                         + ", ".join(f"{c} VARCHAR" for c in _REPEAT_SHARES) + ")"))
-    conn.execute(sa.text("CREATE TEMPORARY TABLE IF NOT EXISTS _identity_address ("
-                         + ", ".join(f"{c} VARCHAR" for c in features.ADDRESS_KEYS) + ")"))
-    _clear_repeat_tables(conn)
-    fill_temp(wh, conn, "_identity_night", night.append_column("place_anew", anew))
-    not_stale = "TRUE"
-    if stale:  # (most nights none: the anti-join costs a pass over identity_record even when empty)
-        fill_temp(wh, conn, "_identity_stale", pa.table({"source_id": [s for s, _ in stale],
-                                                           "source_record_id": [r for _, r in stale]}))
-        not_stale = ("NOT EXISTS (SELECT 1 FROM _identity_stale s WHERE s.source_id = r.source_id "
-                     "AND s.source_record_id = r.source_record_id)")
+    fill_temp(wh, conn, "_identity_night", night)
     same = "r.name_std = n.name_std AND r.birth_date = n.birth_date AND r.sex = n.sex"
-    # one pass over the records holding the ID decides all but the health-record number
+    # the linked records holding each row's ID (match_ids) decide all but the health-record number
     conn.execute(sa.text(f"""
         INSERT INTO _identity_repeat (source_id, source_record_id, person_id, hrn, {', '.join(_REPEAT_SHARES)})
         WITH one AS (
             SELECT n.source_id, n.source_record_id, min(r.person_id) AS person_id, min(n.health_record_number) AS hrn,
                    {', '.join(f'min(CASE WHEN {same} THEN r.{c} END) AS {c}' for c in _REPEAT_SHARES)}
-            FROM _identity_night n JOIN identity_record r ON r.id_hash = n.id_hash AND r.id_valid
-            WHERE NOT n.place_anew AND {not_stale}
+            FROM _identity_night n JOIN _identity_id_match r ON r.source_id = n.source_id
+                                                           AND r.source_record_id = n.source_record_id
             GROUP BY n.source_id, n.source_record_id
             HAVING count(DISTINCT r.person_id) = 1
                AND max(CASE WHEN {same} THEN 1 ELSE 0 END) = 1
@@ -194,7 +224,8 @@ def find_repeats(wh, conn, night: pa.Table, *, changed: set[str], decided: set[s
 
 def _clear_repeat_tables(conn) -> None:
     # (a pooled PostgreSQL session keeps its temporary tables from one run to the next)
-    for table in ("_identity_night", "_identity_stale", "_identity_repeat", "_identity_address"):
+    for table in ("_identity_ids", "_identity_stale", "_identity_id_match", "_identity_night", "_identity_repeat",
+                  "_identity_address"):
         conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
