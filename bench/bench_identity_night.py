@@ -15,7 +15,7 @@ addresses are cached per process) is still at hand, and the simulation's memory 
 imported, and the pinyin and OpenCC dictionaries loaded, before the clock starts (a task's imports are not the
 night's linking). On DuckDB the night runs ``--nights`` times, each on its own copy of the warehouse as it stood
 before the night (the machine is shared: one run says little; the copies' links must all agree), each with the
-yardstick timed beside it.
+yardstick timed just before and after it, in processes of their own.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def golden_gaps(wh) -> tuple[int, int]:
 
 def yardstick() -> float:
     """Seconds of a fixed piece of work — a DuckDB hash join of 3M rows and a million Python string hashes — timed
-    beside the night: the machine is shared, and a night is only comparable across runs as a ratio to this."""
+    just before and after the night: the machine is shared, and a night is only comparable across runs as a ratio
+    to this."""
     import duckdb
 
     t0 = time.perf_counter()
@@ -78,7 +79,7 @@ def yardstick() -> float:
 
 
 def night_here(url: str) -> None:
-    """One night on the warehouse at ``url``, in this (fresh) process: its summary and yardsticks as JSON."""
+    """One night on the warehouse at ``url``, in this (fresh) process: its summary as JSON."""
     import splink  # noqa: F401 — imported, not timed: what a task process has loaded before it runs
     from scipy.sparse import csgraph  # noqa: F401
 
@@ -92,14 +93,11 @@ def night_here(url: str) -> None:
     std.normalise_name("張")
 
     wh = Warehouse(url)
-    yard_before = yardstick()
     night = identity.run(wh)
-    yard_after = yardstick()
     wh.engine.dispose()
     print(json.dumps({"seconds": night.seconds, "steps": night.steps, "records_considered": night.records_considered,
                       "new_persons": night.new_persons, "merges": night.merges, "splits": night.splits,
-                      "queued_for_review": night.queued_for_review, "yardstick": [yard_before, yard_after],
-                      "peak_rss_mb": _peak_rss_mb()}))
+                      "queued_for_review": night.queued_for_review, "peak_rss_mb": _peak_rss_mb()}))
 
 
 def _peak_rss_mb() -> float:
@@ -112,9 +110,17 @@ def _peak_rss_mb() -> float:
 
 
 def night_apart(url: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--night-at", url], capture_output=True, text=True)
+    """The night in a process of its own, the yardstick timed just before and after it, each in a process of its own
+    too (its DuckDB instance and memory are not the night's)."""
+    before = _apart("--yardstick")
+    night = _apart("--night-at", url)
+    return {**night, "yardstick": [before, _apart("--yardstick")]}
+
+
+def _apart(*args: str):
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if done.returncode:
-        sys.exit(f"the night's process failed:\n{done.stderr[-3000:]}")
+        sys.exit(f"the process {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -125,9 +131,12 @@ def main() -> None:
     ap.add_argument("--postgres", action="store_true", help="a throw-away PostgreSQL cluster instead of DuckDB")
     ap.add_argument("--nights", type=int, default=3, help="DuckDB: the night run this many times, on copies")
     ap.add_argument("--night-at", help=argparse.SUPPRESS)  # (the night's own process)
+    ap.add_argument("--yardstick", action="store_true", help=argparse.SUPPRESS)  # (the yardstick's own process)
     args = ap.parse_args()
     if args.night_at:
         return night_here(args.night_at)
+    if args.yardstick:
+        return print(json.dumps(yardstick()))
 
     from countyhealth import identity
     from countyhealth.identity import evaluate
