@@ -16,7 +16,7 @@ import click
 LAZY_COMMANDS = {
     "simulate": ("countyhealth.simulate.cli:simulate", "The simulated county and its running source systems."),
     "sources": ("countyhealth.connectors.commands:sources", "Check, list and scaffold source YAMLs."),
-    "pipeline": ("countyhealth.pipeline:pipeline_command", "Run pipeline stages without Airflow."),
+    "pipeline": ("countyhealth.pipeline_commands:pipeline_command", "Run pipeline stages without Airflow."),
     "batches": ("countyhealth.validation.commands:batches", "Landed batches: list, release or re-validate held ones."),
     "report": ("countyhealth.validation.report:report_command", "Write the self-contained HTML run report."),
     "identity": ("countyhealth.identity.commands:identity", "EMPI: link persons, review queue, retrain."),

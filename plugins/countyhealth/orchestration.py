@@ -55,7 +55,7 @@ def _local(value) -> dt.datetime | None:
 
 def on_task_failure(context) -> None:
     """A plain summary for the log and the run report: which member, which stage, why."""
-    from countyhealth import pipeline, privacy
+    from countyhealth import failures, privacy
 
     ti = context.get("task_instance") or context.get("ti")
     task_id = getattr(ti, "task_id", "?")
@@ -69,8 +69,8 @@ def on_task_failure(context) -> None:
     run_id = getattr(dag_run, "run_id", None)
     log.error("countyhealth: %s failed at %s%s: %s", source_id or "the pipeline", stage_name,
               f" ({stream})" if stream else "", reason)
-    pipeline.record_failure(stage=stage_name, reason=reason, run_id=run_id, dag_id=getattr(ti, "dag_id", None),
-                            task_id=task_id, source_id=source_id, stream=stream)
+    failures.record(stage=stage_name, reason=reason, run_id=run_id, dag_id=getattr(ti, "dag_id", None),
+                    task_id=task_id, source_id=source_id, stream=stream)
 
 
 def _default_args() -> dict:
@@ -156,11 +156,11 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=None)
     def check_members(load_result: dict | None = None) -> None:
         """End the run red when a member failed or a batch was held, after all other work is done."""
-        from countyhealth import pipeline
+        from countyhealth import failures as failure_records
 
         ctx = get_current_context()
         run_id = getattr(ctx.get("dag_run"), "run_id", None)
-        failures = [f for f in pipeline.read_failures(run_id=run_id) if f.get("stage") != "check"]
+        failures = [f for f in failure_records.read(run_id=run_id) if f.get("stage") != "check"]
         held = (load_result or {}).get("held", [])
         problems = [f"{f.get('source_id') or 'pipeline'} {f.get('stage')} {f.get('stream') or ''}: {f.get('reason')}"
                     for f in failures] + [f"held (circuit breaker): {h}" for h in held]

@@ -23,11 +23,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from countyhealth import landing, model, privacy, settings
+from countyhealth import failures, landing, model, privacy, settings
 from countyhealth.connectors import connector_class
 from countyhealth.connectors.base import CursorTracker, ExtractWindow, parse_cursor
 from countyhealth.connectors.config import get_source, load_sources
@@ -543,7 +542,7 @@ def load_pending(*, wh=None, source_id: str | None = None) -> tuple[list[LoadSum
     wh = _warehouse(wh)
     wh.migrate()  # a release may bring new migrations; applying them is idempotent and cheap when none are pending
     out: list[LoadSummary] = []
-    failures: dict[str, str] = {}
+    failed: dict[str, str] = {}
     blocked: set[tuple[str, str]] = set()
     # a batch landed by a run that died before validating it: validate it now rather than leave it behind
     for batch_dir in landing.list_batches(source_id):
@@ -555,7 +554,7 @@ def load_pending(*, wh=None, source_id: str | None = None) -> tuple[list[LoadSum
                 validate(batch_dir)
             except Exception as exc:  # noqa: BLE001 - reported like a failed load; its stream waits
                 blocked.add((m.source_id, m.stream))
-                failures[f"{m.source_id}/{m.stream}/{m.batch_id}"] = f"validation: {type(exc).__name__}: " \
+                failed[f"{m.source_id}/{m.stream}/{m.batch_id}"] = f"validation: {type(exc).__name__}: " \
                                                                       f"{privacy.scrub(str(exc))}"
     for batch_dir in sorted(pending_batches(source_id), key=lambda p: p.name):
         manifest = landing.read_manifest(batch_dir)
@@ -567,44 +566,10 @@ def load_pending(*, wh=None, source_id: str | None = None) -> tuple[list[LoadSum
         except Exception as exc:  # noqa: BLE001 - reported per batch; the run report shows it
             blocked.add(key)
             reason = f"{type(exc).__name__}: {privacy.scrub(str(exc))}"
-            failures[f"{manifest.source_id}/{manifest.stream}/{manifest.batch_id}"] = reason
-            record_failure(stage="load", reason=reason, source_id=manifest.source_id, stream=manifest.stream)
+            failed[f"{manifest.source_id}/{manifest.stream}/{manifest.batch_id}"] = reason
+            failures.record(stage="load", reason=reason, source_id=manifest.source_id, stream=manifest.stream)
             log.error("loading batch %s (%s/%s) failed: %s", manifest.batch_id, *key, reason)
-    return out, failures
-
-
-# ---- failures, for the run report ----------------------------------------------------------------------
-
-def record_failure(*, stage: str, reason: str, run_id: str | None = None, dag_id: str | None = None,
-                   task_id: str | None = None, source_id: str | None = None, stream: str | None = None,
-                   facility_code: str | None = None) -> Path:
-    """Append a plain failure summary (which member, which stage, why) for the run report."""
-    folder = settings.reports_dir() / "failures"
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {"run_id": run_id, "dag_id": dag_id, "task_id": task_id, "source_id": source_id, "stream": stream,
-              "stage": stage, "facility_code": facility_code, "at": _now().isoformat(timespec="seconds"),
-              "reason": privacy.scrub(reason)[:2000]}
-    path = folder / f"{_now():%Y%m%d}.jsonl"
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
-
-
-def read_failures(*, run_id: str | None = None, since: dt.datetime | None = None) -> list[dict]:
-    """Failure records (optionally of one run, or since a time), oldest first."""
-    folder = settings.reports_dir() / "failures"
-    out = []
-    for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            if run_id is not None and rec.get("run_id") != run_id:
-                continue
-            if since is not None and dt.datetime.fromisoformat(rec["at"]) < since:
-                continue
-            out.append(rec)
-    return out
+    return out, failed
 
 
 # ---- the whole run without Airflow ---------------------------------------------------------------------
@@ -640,11 +605,11 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
                          load_time=load_time, wh=wh)
             except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
                 summary.failed[key] = f"{type(exc).__name__}: {privacy.scrub(str(exc))}"
-                record_failure(stage="extract/validate", reason=summary.failed[key], source_id=source_id,
+                failures.record(stage="extract/validate", reason=summary.failed[key], source_id=source_id,
                                stream=stream_name, facility_code=source.facility_code)
                 log.error("%s failed: %s", key, summary.failed[key])
-    loads, failures = load_pending(wh=wh)
-    summary.failed.update(failures)
+    loads, failed = load_pending(wh=wh)
+    summary.failed.update(failed)
     for s in loads:
         if s.status == "held":
             summary.held.append(s)
@@ -668,46 +633,3 @@ def publish_run_reports(wh, *, started: dt.datetime, run_name: str | None = None
     except Exception as exc:  # noqa: BLE001 - Data Docs are a view; the run report still gets written
         log.warning("Data Docs not built: %s: %s", type(exc).__name__, privacy.scrub(str(exc))[:300])
     return report.write_report(wh, settings.reports_dir() / "run-report.html")
-
-
-# ---- CLI -------------------------------------------------------------------------------------------------
-
-@click.group("pipeline")
-def pipeline_command() -> None:
-    """Run pipeline stages without Airflow (the DAG calls the same functions)."""
-
-
-@pipeline_command.command("run")
-@click.option("--until", type=click.DateTime(), default=None, help="End of the extract window (default: now).")
-@click.option("--no-downstream", is_flag=True, help="Stop after loading (skip identity and shared results).")
-def run_command(until, no_downstream) -> None:
-    """Extract, validate and load every source; then identity and shared results."""
-    s = run(until=until, downstream=not no_downstream)
-    click.echo(f"extracted {sum(s.extracted.values()):,} rows from {len(s.extracted)} stream(s); "
-               f"loaded {len(s.loaded)} batch(es); held {len(s.held)}; failed {len(s.failed)}")
-    for key, reason in s.failed.items():
-        click.echo(f"  FAILED {key}: {reason}")
-    for h in s.held:
-        click.echo(f"  HELD {h.source_id}/{h.stream} batch {h.batch_id} (see `countyhealth batches list --held`)")
-
-
-@pipeline_command.command("extract")
-@click.argument("source_id")
-@click.argument("stream")
-@click.option("--until", type=click.DateTime(), default=None)
-def extract_command(source_id, stream, until) -> None:
-    """Land one stream's new rows."""
-    m = extract(source_id, stream, until=until)
-    click.echo(f"landed {m.rows:,} rows: batch {m.batch_id}")
-
-
-@pipeline_command.command("load")
-def load_command() -> None:
-    """Load every validated batch that is not loaded yet."""
-    loads, failures = load_pending()
-    for s in loads:
-        click.echo(f"{s.source_id}/{s.stream} {s.batch_id}: {s.status}")
-    for key, reason in failures.items():
-        click.echo(f"FAILED {key}: {reason}")
-    if failures:
-        raise SystemExit(1)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from countyhealth import model, pipeline, privacy
+from countyhealth import failures, model, privacy
 from countyhealth.validation import report
 from countyhealth.warehouse import Warehouse
 
@@ -82,7 +82,7 @@ def warehouse(warehouse_url):
                source="his_h350125001")
         _issue(conn, "finding", "b3", "lab_result", 2, "lab_result.plausibility.unit_allowed_for_item", FAC_A,
                privacy.mask_id(RAW_ID), DAY2)
-    pipeline.record_failure(stage="extract", reason=f"connection refused by 10.0.0.5 (contact {RAW_PHONE})",
+    failures.record(stage="extract", reason=f"connection refused by 10.0.0.5 (contact {RAW_PHONE})",
                             source_id="his_w350125103", stream="lab", facility_code="W350125103")
     return wh
 

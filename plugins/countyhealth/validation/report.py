@@ -107,7 +107,7 @@ def gather(wh, *, days: int = 30, now: dt.datetime | None = None) -> ReportData:
     """Read everything the report shows (aggregated in SQL; the same SQL runs on DuckDB and PostgreSQL)."""
     import sqlalchemy as sa
 
-    from countyhealth import pipeline
+    from countyhealth import failures
     from countyhealth.warehouse import retry_on_lock
 
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # audit times are UTC
@@ -123,7 +123,7 @@ def gather(wh, *, days: int = 30, now: dt.datetime | None = None) -> ReportData:
             _read(conn, data, tables)
 
     retry_on_lock(read) if wh.dialect == "duckdb" else read()
-    data.failures = [f for f in pipeline.read_failures(since=since) if f.get("stage") != "check"]
+    data.failures = [f for f in failures.read(since=since) if f.get("stage") != "check"]
     return data
 
 
