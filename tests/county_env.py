@@ -23,6 +23,7 @@ class CountyEnv:
     data: Path
     server: PublicHealthServer
     env: dict = field(default_factory=dict)
+    lab: object = None  # the regional lab's API server (simulate/regional_lab.py) when the county has one
 
     def truth_records(self) -> list[dict]:
         with (self.county / "truth" / "records.csv").open(encoding="utf-8") as fh:
@@ -40,6 +41,8 @@ class CountyEnv:
 
     def stop(self) -> None:
         self.server.stop()
+        if self.lab is not None:
+            self.lab.stop()
 
 
 def make_env(root: Path, template: Path, monkeypatch) -> CountyEnv:
@@ -56,9 +59,16 @@ def make_env(root: Path, template: Path, monkeypatch) -> CountyEnv:
            "AIRFLOW_CONN_PUBLIC_HEALTH": f"http://{key}:{secret}@127.0.0.1:{server.port}"}
     for sid, info in manifest["his"].items():
         env[f"AIRFLOW_CONN_{sid.upper()}"] = f"sqlite:///{county / info['url']}"
+    lab = None
+    if manifest.get("regional_lab"):
+        from countyhealth.simulate.regional_lab import LabApiConfig, LabApiServer
+
+        lab = LabApiServer(LabApiConfig(db_path=county / manifest["regional_lab"])).start()
+        client_id, client_secret = LabApiConfig.default_credentials()
+        env["AIRFLOW_CONN_LIS_REGIONAL"] = f"http://{client_id}:{client_secret}@127.0.0.1:{lab.port}"
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return CountyEnv(root, county, sources, data, server, env)
+    return CountyEnv(root, county, sources, data, server, env, lab)
 
 
 def defects_by_record(env: CountyEnv) -> dict[tuple, set]:

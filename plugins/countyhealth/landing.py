@@ -14,8 +14,10 @@ same reason). A part's columns may differ from the previous part's (JSON pages t
 readers take each part as it is.
 
 Files are written atomically (temp file, fsync, rename), and the manifest is written last: a batch
-directory without a manifest is an interrupted extraction and is ignored (and may be removed). Nothing
-rewrites a landed batch; later stages write beside it (e.g. ``validation/``) and any batch can be replayed.
+directory without a manifest is an interrupted extraction and is never validated or loaded. A long extraction
+whose rows come in cursor order commits its parts as it goes (:meth:`BatchWriter.checkpoint`): ``progress.json``
+lists the parts committed so far and where the extraction stands, and the next try of the stream resumes the
+batch from there (:func:`incomplete_batches`, :meth:`BatchWriter.resume`). Nothing rewrites a landed batch; later stages write beside it (e.g. ``validation/``) and any batch can be replayed.
 Parallel tasks write only here; the warehouse has a single writer (DESIGN.md).
 """
 
@@ -33,9 +35,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from countyhealth import settings
+from countyhealth import privacy, settings
 
 MANIFEST = "manifest.json"
+PROGRESS = "progress.json"  # an incomplete, resumable batch: its committed parts and where it stands
 ROW = "_row"  # position of a row in its batch: what quarantine and findings point at
 
 
@@ -128,14 +131,42 @@ class BatchWriter:
         self._part_rows = 0
         self.started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.committed = False
+        self.progress: dict | None = None  # the last checkpoint (what progress.json says)
+        self._resumed = False
+        self._saved: tuple[int, int] | None = None  # (files, rows) at the savepoint
+
+    @classmethod
+    def resume(cls, path: Path, **kwargs) -> "BatchWriter":
+        """A writer that continues the incomplete batch at ``path`` after its last checkpoint."""
+        progress = json.loads((path / PROGRESS).read_text(encoding="utf-8"))
+        writer = cls(progress["source_id"], progress["stream"], progress["datasets"], batch_id=progress["batch_id"],
+                     root=path.parents[2], cursor_column=progress["cursor_column"],
+                     cursor_start=progress["cursor_start"], **kwargs)
+        writer.files = [LandedFile(**f) for f in progress["files"]]
+        writer.rows, writer.cursor_end = progress["rows"], progress["cursor_end"]
+        writer.started_at, writer.progress, writer._resumed = progress["started_at"], progress, True
+        for stray in path.iterdir():  # parts written after the last checkpoint, by the attempt that failed
+            if stray.name.startswith(("part-", ".part-")) and stray.name not in {f.path for f in writer.files}:
+                stray.unlink()
+        return writer
 
     def __enter__(self) -> "BatchWriter":
-        self.dir.mkdir(parents=True, exist_ok=False)
+        if not self._resumed:
+            self.dir.mkdir(parents=True, exist_ok=False)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None or not self.committed:
-            self._abort()
+        if self.committed:
+            return
+        if self.progress is not None:  # keep the committed parts for the next try; drop the rest
+            self._truncate(len(self.progress["files"]), self.progress["rows"])
+            if exc is not None:
+                self.progress.setdefault("failures", []).append(
+                    {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     "error": f"{type(exc).__name__}: {privacy.scrub(str(exc))[:300]}"})
+                self._write_progress()
+            return
+        self._abort()
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Append raw rows; ``_row`` (position in the batch) is added here."""
@@ -183,6 +214,42 @@ class BatchWriter:
         self._writer = None
         self._tmp = None
 
+    def checkpoint(self, position: dict, *, extra: dict | None = None) -> None:
+        """Commit the parts written so far: a failure after this keeps them, and the next try resumes the batch
+        from ``position`` (what the extraction needs to go on: e.g. the cursor value every row up to which
+        has landed)."""
+        self._close_part()
+        self.progress = {"source_id": self.source_id, "stream": self.stream, "datasets": self.datasets,
+                         "batch_id": self.batch_id, "rows": self.rows, "files": [asdict(f) for f in self.files],
+                         "cursor_column": self.cursor_column, "cursor_start": self.cursor_start,
+                         "cursor_end": self.cursor_end, "started_at": self.started_at, "position": position,
+                         "extra": extra or {}, "failures": (self.progress or {}).get("failures", [])}
+        self._write_progress()
+
+    def _write_progress(self) -> None:
+        atomic_write_bytes(self.dir / PROGRESS, json.dumps(self.progress, ensure_ascii=False, indent=1).encode())
+
+    def savepoint(self) -> None:
+        """Mark where a unit that may fail on its own (a file) begins; :meth:`rollback` drops what it wrote."""
+        self._close_part()
+        self._saved = (len(self.files), self.rows)
+
+    def rollback(self) -> None:
+        if self._saved is None:
+            raise LandingError("rollback without a savepoint")
+        self._truncate(*self._saved)
+
+    def _truncate(self, files: int, rows: int) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._tmp is not None and self._tmp.exists():
+            self._tmp.unlink()
+        self._tmp = None
+        for f in self.files[files:]:
+            (self.dir / f.path).unlink(missing_ok=True)
+        self.files, self.rows = self.files[:files], rows
+
     def commit(self, extra: dict | None = None) -> Manifest:
         self._close_part()
         manifest = Manifest(  # an empty batch still lands: it records that the window was read
@@ -191,6 +258,7 @@ class BatchWriter:
             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), extra or {},
         )
         atomic_write_bytes(self.dir / MANIFEST, json.dumps(asdict(manifest), ensure_ascii=False, indent=1).encode())
+        (self.dir / PROGRESS).unlink(missing_ok=True)
         self.committed = True
         return manifest
 
@@ -237,6 +305,26 @@ def find_batch(batch_id: str, root: Path | None = None) -> Path:
     if not found:
         raise LandingError(f"no landed batch {batch_id!r} under {base.name}/ (see `countyhealth batches list`)")
     return found[0]
+
+
+def incomplete_batches(source_id: str, stream: str, root: Path | None = None) -> list[Path]:
+    """Batches an extraction began and committed parts of but did not finish (resumable), oldest first."""
+    base = root or settings.landing_dir()
+    return sorted((p.parent for p in base.glob(f"{source_id}/{stream}/*/{PROGRESS}")
+                   if not (p.parent / MANIFEST).exists()), key=lambda p: p.name)
+
+
+def read_progress(path: Path) -> dict:
+    return json.loads((path / PROGRESS).read_text(encoding="utf-8"))
+
+
+def discard(path: Path) -> None:
+    """Remove an incomplete batch (one that can no longer be resumed); never a committed one."""
+    if (path / MANIFEST).exists():
+        raise LandingError(f"batch {path.name} is committed; landed batches are never removed here")
+    for p in path.iterdir():
+        p.unlink()
+    path.rmdir()
 
 
 def list_batches(source_id: str | None = None, stream: str | None = None, root: Path | None = None) -> list[Path]:

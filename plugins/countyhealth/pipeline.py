@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from countyhealth import failures, landing, model, privacy, settings
 from countyhealth.connectors import connector_class
-from countyhealth.connectors.base import CursorTracker, ExtractWindow, parse_cursor
+from countyhealth.connectors.base import CursorBoundary, CursorTracker, ExtractError, ExtractWindow
 from countyhealth.connectors.config import get_source, load_sources
 from countyhealth.connectors.typing import SourceBase
 
@@ -79,35 +79,138 @@ def seen_file_checksums(wh, source_id: str, stream: str) -> frozenset[str]:
 
 def extract(source_id: str, stream: str, *, until: dt.datetime | None = None, wh=None,
             source: SourceBase | None = None) -> landing.Manifest:
-    """Land one stream's new rows (from the watermark minus the overlap up to ``until``) as a raw batch."""
+    """Land one stream's new rows (from the watermark minus the overlap up to ``until``) as a raw batch.
+
+    A stream whose rows come in cursor order (SQL; REST with ``cursor.ordered``) lands in parts as it goes: when
+    the extraction fails, the next call resumes the same batch after its last committed part (no row read
+    twice into it, none skipped) and the batch is loaded once, complete — so the watermark never passes rows
+    that are not landed and loaded. A SQL stream with ``reconcile`` first lands the days the warehouse is
+    missing rows of (:func:`countyhealth.reconcile.land_missed_days`) as a batch of their own.
+    """
     wh = _warehouse(wh)
     source = source or get_source(source_id)
     conn = connector_class(source.kind).from_source(source)
     cfg = conn.stream(stream)
     watermark = wh.watermark(source_id, stream)
-    since = None
-    if cfg.cursor is not None:
-        since = (dt.datetime.fromisoformat(watermark) - cfg.cursor.overlap) if watermark else cfg.cursor.initial
+    since, lookback = _window_start(wh, source_id, stream, cfg, watermark, until)
+    reconciliation = None
+    if getattr(cfg, "reconcile", None) is not None and watermark:
+        from countyhealth import reconcile
+
+        reconciliation = reconcile.land_missed_days(conn, source, stream, cfg, watermark=watermark, wh=wh)
     seen = seen_file_checksums(wh, source_id, stream) if getattr(cfg, "path", None) is not None else frozenset()
-    window = ExtractWindow(since=since, until=until, seen_files=seen)
+    resumable = cfg.cursor is not None and conn.resumable(stream)
+    progress_dir = _resumable_batch(source_id, stream, since, cfg) if resumable else None
+    progress = landing.read_progress(progress_dir) if progress_dir else None
+    after = dt.datetime.fromisoformat(progress["position"]["after"]) if progress else None
+    window = ExtractWindow(since=after or since, until=until, seen_files=seen)
     started = time.monotonic()
     extraction = conn.extract(stream, window)
-    tracker = CursorTracker(cfg.cursor)
-    with landing.BatchWriter(source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
-                             cursor_start=_iso(since)) as writer:
+    where = f"{source.path}: streams.{stream}"
+    tracker = CursorTracker(cfg.cursor, highest=_parse_iso(progress["cursor_end"]) if progress else None)
+    boundary = CursorBoundary(cfg.cursor, after=after, where=where) if resumable else None
+    writer = landing.BatchWriter.resume(progress_dir) if progress_dir else landing.BatchWriter(
+        source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
+        cursor_start=_iso(since))
+    facts = {"window": {"since": _iso(since), "until": _iso(until)}}
+    with writer:
+        extraction.savepoint, extraction.rollback = writer.savepoint, writer.rollback
         for batch in extraction.batches:
-            tracker.see(batch)
-            writer.write(batch)
+            _require_cursor_column(batch, cfg, where)
+            if boundary is None:
+                tracker.see(batch)
+                writer.write(batch)
+                continue
+            ready, tail = boundary.split(batch)
+            tracker.see(ready)
+            writer.write(ready)
+            writer.cursor_end = tracker.value
+            if boundary.committed is not None and boundary.committed != after:
+                writer.checkpoint({"after": _iso(boundary.committed)}, extra=facts)
+                after = boundary.committed
+            tracker.see(tail)
+            writer.write(tail)
         writer.cursor_end = tracker.value
         extra = dict(extraction.extra)
-        extra.update(window={"since": _iso(since), "until": _iso(until)}, watermark_before=watermark,
-                     unparsable_cursor_values=tracker.unparsable, seconds=round(time.monotonic() - started, 3))
+        extra.update(facts, watermark_before=watermark, unparsable_cursor_values=tracker.unparsable,
+                     rows_without_cursor=tracker.missing, seconds=round(time.monotonic() - started, 3))
+        if lookback:
+            extra["lookback"] = {"since": _iso(since), "at": _iso(lookback)}
+        if reconciliation is not None:
+            extra["reconciliation"] = reconciliation
+        if progress:
+            extra["resumed"] = {"after": progress["position"]["after"], "rows_landed_before": progress["rows"],
+                                "earlier_failures": progress.get("failures", []),
+                                "rows_skipped_as_landed": boundary.skipped}
         manifest = writer.commit(extra=extra)
     if extraction.on_landed:
         extraction.on_landed(manifest)
-    log.info("%s/%s: landed %d rows as batch %s (cursor %s → %s)", source_id, stream, manifest.rows,
-             manifest.batch_id, manifest.cursor_start, manifest.cursor_end)
+    if tracker.missing and cfg.cursor is not None:
+        log.warning("%s: %d row(s) have no value in cursor column %r: incremental runs cannot see them change",
+                    where, tracker.missing, cfg.cursor.column)
+    log.info("%s/%s: landed %d rows as batch %s (cursor %s → %s)%s", source_id, stream, manifest.rows,
+             manifest.batch_id, manifest.cursor_start, manifest.cursor_end,
+             f", resumed after {progress['position']['after']}" if progress else "")
     return manifest
+
+
+def _parse_iso(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def _window_start(wh, source_id: str, stream: str, cfg, watermark: str | None,
+                  until: dt.datetime | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Where the window starts (the watermark minus the overlap, or minus the lookback's depth when a deeper
+    read is due), and the time that deeper read is recorded under (None when it is not one)."""
+    cursor = cfg.cursor
+    if cursor is None:
+        return None, None
+    if not watermark:
+        return cursor.initial, None
+    mark = dt.datetime.fromisoformat(watermark)
+    if cursor.lookback is None:
+        return mark - cursor.overlap, None
+    import sqlalchemy as sa
+
+    from countyhealth.warehouse import retry_on_lock
+
+    def read():
+        with wh.engine.connect() as c:
+            return c.execute(sa.text("SELECT lookback_at FROM watermark WHERE source_id = :s AND stream = :t"),
+                             {"s": source_id, "t": stream}).scalar()
+
+    last = retry_on_lock(read) if wh.dialect == "duckdb" else read()
+    now = until or (_now() + dt.timedelta(hours=8))  # member systems keep Asia/Shanghai local time
+    if last is not None and now - last < cursor.lookback.every:
+        return mark - cursor.overlap, None
+    return mark - max(cursor.lookback.depth, cursor.overlap), now
+
+
+def _resumable_batch(source_id: str, stream: str, since: dt.datetime | None, cfg) -> Path | None:
+    """The incomplete batch a failed extraction of this window left, if it can be resumed; stale ones (another
+    window: the watermark moved, a lookback began, the cursor changed) are removed."""
+    found = None
+    for path in landing.incomplete_batches(source_id, stream):
+        progress = landing.read_progress(path)
+        same = (progress.get("extra", {}).get("window", {}).get("since") == _iso(since)
+                and progress.get("cursor_column") == cfg.cursor.column and found is None)
+        if same:
+            found = path
+        else:
+            log.info("%s/%s: removing incomplete batch %s (another window; it is read again)", source_id, stream,
+                     path.name)
+            landing.discard(path)
+    return found
+
+
+def _require_cursor_column(batch: pa.RecordBatch, cfg, where: str) -> None:
+    """A cursor the rows don't carry would mean a full re-read every night without anyone noticing."""
+    if cfg.cursor is None or batch.num_rows == 0 or cfg.cursor.column in batch.schema.names:
+        return
+    columns = ", ".join(c for c in batch.schema.names if not c.startswith("_"))
+    raise ExtractError(f"{where}.cursor.column: {cfg.cursor.column!r} is not in the rows the source returns "
+                       f"(they have: {columns[:300]}) — name the rows' update-time column, or remove `cursor` to read "
+                       "everything every run")
 
 
 # ---- validate --------------------------------------------------------------------------------------------
@@ -384,7 +487,7 @@ class LoadSummary:
     source_id: str
     stream: str
     status: str  # loaded | held | skipped
-    datasets: dict = field(default_factory=dict)  # dataset -> {extracted, loaded, quarantined, duplicate}
+    datasets: dict = field(default_factory=dict)  # dataset -> {extracted, loaded, written, unchanged, ...}
     watermark: str | None = None
 
 
@@ -422,7 +525,8 @@ def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) ->
         status = "held" if outcome.held else ("released" if outcome.released else "loaded")
         conn.execute(sa.text("DELETE FROM batch_audit WHERE batch_id = :b"), {"b": manifest.batch_id})
         for dataset, res in outcome.datasets.items():
-            counts = {"extracted": res.rows_in, "loaded": 0, "quarantined": res.rows_quarantined, "duplicate": 0}
+            counts = {"extracted": res.rows_in, "loaded": 0, "quarantined": res.rows_quarantined, "duplicate": 0,
+                      "written": 0, "unchanged": 0}
             if status != "held":
                 for table in ("quarantine", "finding"):
                     conn.execute(sa.text(f"DELETE FROM {table} WHERE batch_id = :b AND dataset = :d"),
@@ -446,11 +550,12 @@ def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) ->
                 message = "held with the batch: another dataset of this batch failed too many rows"
             conn.execute(sa.text(
                 "INSERT INTO batch_audit (batch_id, dataset, source_id, stream, status, rows_extracted, rows_loaded, "
-                "rows_quarantined, rows_duplicate, rows_flagged, failing_share, threshold, cursor_start, cursor_end, "
-                "extracted_at, validated_at, loaded_at, message) VALUES (:b, :d, :s, :t, :st, :e, :l, :q, :dup, :fl, "
-                ":fs, :th, :cs, :ce, :xa, :va, :la, :m)"),
+                "rows_written, rows_unchanged, rows_quarantined, rows_duplicate, rows_flagged, failing_share, threshold, "
+                "cursor_start, cursor_end, extracted_at, validated_at, loaded_at, message) VALUES (:b, :d, :s, :t, :st, "
+                ":e, :l, :w, :u, :q, :dup, :fl, :fs, :th, :cs, :ce, :xa, :va, :la, :m)"),
                 {"b": manifest.batch_id, "d": dataset, "s": manifest.source_id, "t": manifest.stream, "st": status,
-                 "e": counts["extracted"], "l": counts["loaded"], "q": counts["quarantined"], "dup": counts["duplicate"],
+                 "e": counts["extracted"], "l": counts["loaded"], "w": counts["written"], "u": counts["unchanged"],
+                 "q": counts["quarantined"], "dup": counts["duplicate"],
                  "fl": res.rows_flagged if status != "held" else 0, "fs": res.failing_share, "th": res.threshold,
                  "cs": manifest.cursor_start, "ce": manifest.cursor_end,
                  "xa": dt.datetime.fromisoformat(manifest.ended_at).replace(tzinfo=None),
@@ -472,12 +577,17 @@ def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) ->
             wm = Watermark(manifest.source_id, manifest.stream, manifest.cursor_end, manifest.batch_id)
             wh._advance_watermark(conn, wm)
             summary.watermark = manifest.cursor_end
+        if manifest.extra.get("lookback"):  # the deeper read is done once its batch is loaded, not before
+            conn.execute(sa.text("UPDATE watermark SET lookback_at = :t WHERE source_id = :s AND stream = :st "
+                                 "AND (lookback_at IS NULL OR lookback_at < :t)"),
+                         {"t": dt.datetime.fromisoformat(manifest.extra["lookback"]["at"]), "s": manifest.source_id,
+                          "st": manifest.stream})
     return summary
 
 
 def _load_dataset(wh, conn, batch_dir: Path, dataset: str, res: DatasetResult, manifest, now) -> dict:
     folder = batch_dir / VALIDATED / dataset
-    loaded = duplicate = 0
+    loaded = duplicate = written = unchanged = 0
     clean = folder / "clean.parquet"
     if clean.exists():
         def batches():
@@ -488,12 +598,14 @@ def _load_dataset(wh, conn, batch_dir: Path, dataset: str, res: DatasetResult, m
                 yield table
         result = wh.load(dataset, batches(), connection=conn)
         loaded, duplicate = result.rows_loaded, result.duplicates
+        written, unchanged = result.rows_written, result.rows_unchanged
     quarantined = _insert_issues(wh, conn, folder / "quarantine.parquet", "quarantine", dataset, manifest, now)
     _insert_issues(wh, conn, folder / "findings.parquet", "finding", dataset, manifest, now)
     if quarantined != res.rows_quarantined:
         raise ReconciliationError(f"batch {manifest.batch_id} → {dataset}: outcome says {res.rows_quarantined} rows "
                                   f"quarantined but {quarantined} distinct rows are in its quarantine file")
-    return {"loaded": loaded, "duplicate": duplicate, "quarantined": quarantined}
+    return {"loaded": loaded, "duplicate": duplicate, "quarantined": quarantined, "written": written,
+            "unchanged": unchanged}
 
 
 def _insert_issues(wh, conn, path: Path, table_name: str, dataset: str, manifest, now) -> int:

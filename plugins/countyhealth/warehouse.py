@@ -62,6 +62,8 @@ class LoadResult:
     rows_in: int  # rows handed to the loader
     duplicates: int  # rows repeating a key within this load (the last one wins)
     rows_loaded: int  # distinct keys written or confirmed (rows_in - duplicates)
+    rows_written: int = 0  # of those, inserted or changed
+    rows_unchanged: int = 0  # already there as they are (an overlap re-read, a replay) or older than what is there
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,7 @@ class Warehouse:
             return self._load(conn, dataset, batches, watermark)
 
     def _load(self, conn, dataset, batches, watermark) -> LoadResult:
-        rows_in = loaded = 0
-        seen_keys = 0
+        rows_in = seen_keys = written = 0
         upsert = self._upsert_duckdb if self.dialect == "duckdb" else self._upsert_postgres
         for batch in batches:
             table = model.conform(dataset, batch)
@@ -245,11 +246,12 @@ class Warehouse:
                 continue
             table = table.append_column("_pos", pa.array(range(rows_in, rows_in + table.num_rows), pa.int64()))
             rows_in += table.num_rows
-            seen_keys += upsert(conn, dataset, table)
+            keys, changed = upsert(conn, dataset, table)
+            seen_keys += keys
+            written += changed
         if watermark is not None:
             self._advance_watermark(conn, watermark)
-        loaded = seen_keys
-        return LoadResult(dataset, rows_in, rows_in - loaded, loaded)
+        return LoadResult(dataset, rows_in, rows_in - seen_keys, seen_keys, written, seen_keys - written)
 
     @staticmethod
     def _update_clause(dataset: str) -> tuple[str, str]:
@@ -266,7 +268,8 @@ class Warehouse:
         )
         return sets, guard
 
-    def _upsert_duckdb(self, conn: sa.Connection, dataset: str, table: pa.Table) -> int:
+    def _upsert_duckdb(self, conn: sa.Connection, dataset: str, table: pa.Table) -> tuple[int, int]:
+        """(distinct keys, rows inserted or changed): the upsert's own count leaves out the rows its guard kept."""
         raw = conn.connection.driver_connection  # duckdb connection inside the SQLAlchemy transaction
         cols = ", ".join(f.name for f in model.fields(dataset))
         sets, guard = self._update_clause(dataset)
@@ -275,7 +278,7 @@ class Warehouse:
             distinct = raw.execute(
                 "SELECT count(*) FROM (SELECT DISTINCT source_id, source_record_id FROM _incoming)"
             ).fetchone()[0]
-            raw.execute(
+            written = raw.execute(
                 f"INSERT INTO {dataset} ({cols}) SELECT {cols} FROM _incoming "
                 "QUALIFY row_number() OVER (PARTITION BY source_id, source_record_id "
                 "ORDER BY source_updated_at DESC NULLS LAST, _pos DESC) = 1 "
@@ -283,9 +286,9 @@ class Warehouse:
             ).fetchall()  # DuckDB 2 wants every result consumed before the connection does other work
         finally:
             raw.unregister("_incoming")
-        return int(distinct)
+        return int(distinct), int(written[0][0]) if written else 0
 
-    def _upsert_postgres(self, conn: sa.Connection, dataset: str, table: pa.Table) -> int:
+    def _upsert_postgres(self, conn: sa.Connection, dataset: str, table: pa.Table) -> tuple[int, int]:
         names = [f.name for f in model.fields(dataset)]
         cols = ", ".join(names)
         sets, guard = self._update_clause(dataset)
@@ -305,12 +308,12 @@ class Warehouse:
         distinct = conn.exec_driver_sql(
             f"SELECT count(*) FROM (SELECT DISTINCT source_id, source_record_id FROM _incoming_{dataset}) d"
         ).scalar()
-        conn.exec_driver_sql(
+        result = conn.exec_driver_sql(
             f"INSERT INTO {dataset} ({cols}) SELECT DISTINCT ON (source_id, source_record_id) {cols} "
             f"FROM _incoming_{dataset} ORDER BY source_id, source_record_id, source_updated_at DESC NULLS LAST, _pos DESC "
             f"ON CONFLICT (source_id, source_record_id) DO UPDATE SET {sets} WHERE {guard}"
         )
-        return int(distinct)
+        return int(distinct), max(int(result.rowcount), 0)
 
     def insert_arrow(self, conn: sa.Connection, table_name: str, data: pa.Table) -> int:
         """Append an Arrow table whose columns are a subset of ``table_name``'s, inside ``conn``'s transaction

@@ -41,11 +41,18 @@ class ExtractWindow:
 @dataclass
 class Extraction:
     """An extraction in progress: iterate ``batches``; after the batch has landed the pipeline calls
-    ``on_landed(manifest)`` (file kinds archive their files there) and records ``extra`` in the manifest."""
+    ``on_landed(manifest)`` (file kinds archive their files there) and records ``extra`` in the manifest.
+
+    A connector whose rows come in units that can fail on their own (a file of a drop) calls ``savepoint()``
+    when a unit begins and ``rollback()`` when it fails, then goes on with the next unit: the consumer (the
+    landing writer) drops what it landed since the savepoint. Batches are pulled one at a time, so the
+    consumer has written every batch yielded before either call."""
 
     batches: Iterator[pa.RecordBatch]
     extra: dict = field(default_factory=dict)
     on_landed: Callable[[Any], None] | None = None
+    savepoint: Callable[[], None] | None = None  # set by a consumer that can drop a failed unit's rows
+    rollback: Callable[[], None] | None = None
 
 
 def text(value: Any) -> str | None:
@@ -110,48 +117,108 @@ def format_cursor(value: dt.datetime, cursor: Cursor) -> str:
     return value.strftime(cursor.format) if cursor.format else value.isoformat(sep=" ")
 
 
+def cursor_times(col: pa.Array | pa.ChunkedArray, cursor: Cursor) -> pa.Array:
+    """A cursor column's text as times (timestamp[us]); null where a value is absent or does not parse."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    fmt = cursor.format
+    try:
+        if fmt:
+            return pc.strptime(pc.utf8_trim_whitespace(col), format=fmt, unit="us", error_is_null=True)
+        return pc.cast(pc.replace_substring(pc.utf8_trim_whitespace(col), "T", " "), pa.timestamp("us"), safe=False)
+    except pa.ArrowInvalid:  # mixed ISO forms: fall back to Python per value
+        def one(v: str | None) -> dt.datetime | None:
+            try:
+                return parse_cursor(v, cursor) if v is not None else None
+            except ValueError:
+                return None
+
+        return pa.array([one(v) for v in col.to_pylist()], pa.timestamp("us"))
+
+
+def iso_time(value: dt.datetime | None) -> str | None:
+    """A cursor time in the watermark's form (ISO-8601, no trailing zeros)."""
+    return value.isoformat(timespec="microseconds").rstrip("0").rstrip(".") if value else None
+
+
 class CursorTracker:
     """The highest cursor value seen in landed raw batches, as ISO-8601 (the watermark's form).
 
     Values that don't parse with the cursor's format are counted, not fatal: such rows still land and
-    validation reports them; they just can't move the watermark.
+    validation reports them; they just can't move the watermark. Rows without a value are counted too.
     """
 
-    def __init__(self, cursor: Cursor | None):
+    def __init__(self, cursor: Cursor | None, highest: dt.datetime | None = None):
         self.cursor = cursor
-        self.highest: dt.datetime | None = None
+        self.highest: dt.datetime | None = highest
         self.unparsable = 0
+        self.missing = 0
 
-    def see(self, batch: pa.RecordBatch) -> None:
+    def see(self, batch: pa.RecordBatch | pa.Table) -> None:
         if self.cursor is None or self.cursor.column not in batch.schema.names or batch.num_rows == 0:
             return
         col = batch.column(self.cursor.column)
-        fmt = self.cursor.format
-        try:
-            if fmt:
-                parsed = pc.strptime(pc.utf8_trim_whitespace(col), format=fmt, unit="us", error_is_null=True)
-            else:
-                parsed = pc.cast(pc.replace_substring(pc.utf8_trim_whitespace(col), "T", " "), pa.timestamp("us"),
-                                 safe=False)
-        except pa.ArrowInvalid:  # mixed ISO forms: fall back to Python per value
-            values = [self._py(v) for v in col.to_pylist()]
-            parsed = pa.array(values, pa.timestamp("us"))
+        parsed = cursor_times(col, self.cursor)
         self.unparsable += int(pc.sum(pc.and_(pc.is_valid(col), pc.is_null(parsed))).as_py() or 0)
+        self.missing += col.null_count
         top = pc.max(parsed).as_py()
         if top is not None and (self.highest is None or top > self.highest):
             self.highest = top
 
-    def _py(self, v: str | None) -> dt.datetime | None:
-        if v is None:
-            return None
-        try:
-            return parse_cursor(v, self.cursor)
-        except ValueError:
-            return None
-
     @property
     def value(self) -> str | None:
-        return self.highest.isoformat(timespec="microseconds").rstrip("0").rstrip(".") if self.highest else None
+        return iso_time(self.highest)
+
+
+class CursorOrderError(ExtractError):
+    """Rows came out of cursor order where the extraction relies on it (resumable parts)."""
+
+
+class CursorBoundary:
+    """Cut a stream that comes in ascending cursor order into parts that end where the cursor value changes.
+
+    After :meth:`split`, every row with a cursor value up to :attr:`committed` has been handed out as ``ready``
+    and no later row can have one (the source is ordered), so an extraction that fails later can resume by
+    reading from ``committed`` and dropping the rows at or before it (:attr:`after`): nothing is read twice
+    into the batch, nothing is skipped, whether the source's lower bound is inclusive or exclusive. The rows
+    sharing the highest value seen so far are ``tail``: they go into the next part, since more of them may follow.
+    Rows whose cursor is absent or unparsable go with ``ready`` (they cannot be placed; validation reports them).
+    """
+
+    def __init__(self, cursor: Cursor, *, after: dt.datetime | None = None, where: str = ""):
+        self.cursor, self.after, self.where = cursor, after, where
+        self.committed: dt.datetime | None = after  # every row at or before it is in a committed part
+        self.top: dt.datetime | None = after  # the highest cursor value seen
+        self.skipped = 0  # rows of a resumed window that an earlier attempt had landed already
+
+    def split(self, batch: pa.RecordBatch | pa.Table) -> tuple[pa.Table, pa.Table]:
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        if table.num_rows == 0 or self.cursor.column not in table.column_names:
+            return table, table.slice(0, 0)
+        times = cursor_times(table.column(self.cursor.column), self.cursor)
+        if self.after is not None:
+            keep = pc.fill_null(pc.greater(times, pa.scalar(self.after, pa.timestamp("us"))), True)
+            self.skipped += table.num_rows - int(pc.sum(keep).as_py() or 0)
+            table, times = table.filter(keep), times.filter(keep)
+        valid = times.drop_null()
+        if len(valid) == 0:
+            return table, table.slice(0, 0)
+        previous = pa.concat_arrays([pa.array([self.top], pa.timestamp("us")), valid.slice(0, len(valid) - 1)])             if self.top is not None else valid.slice(0, len(valid) - 1)
+        later = valid.slice(1) if self.top is None else valid
+        if len(later) and pc.any(pc.less(later, previous)).as_py():
+            raise CursorOrderError(
+                f"{self.where}: rows do not come in ascending order of cursor {self.cursor.column!r}, which "
+                "resumable extraction relies on — for a REST stream remove `cursor.ordered` (the API does not "
+                "sort by it); for a SQL stream give the cursor's `format` or use a column that sorts as time")
+        top = pc.max(valid).as_py()
+        at_top = pc.fill_null(pc.equal(times, pa.scalar(top, pa.timestamp("us"))), False)
+        ready, tail = table.filter(pc.invert(at_top)), table.filter(at_top)
+        if self.top is not None and top > self.top:
+            self.committed = self.top  # the old top's rows (tail of before, or in ready) are all handed out
+        below = pc.max(times.filter(pc.invert(at_top))).as_py()
+        if below is not None and (self.committed is None or below > self.committed):
+            self.committed = below
+        self.top = top
+        return ready, tail
 
 
 class Connector:
@@ -187,6 +254,11 @@ class Connector:
 
     def extract(self, stream_name: str, window: ExtractWindow) -> Extraction:
         raise NotImplementedError
+
+    def resumable(self, stream_name: str) -> bool:
+        """Whether the stream's rows come in ascending cursor order, so a long extraction lands in parts and a
+        failed one resumes after its last part (see :class:`CursorBoundary`)."""
+        return False
 
     def preview(self, stream_name: str, limit: int = 5) -> pa.Table:
         """The first rows of a stream (for ``sources check``); default: the start of a full extraction."""

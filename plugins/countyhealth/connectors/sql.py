@@ -130,6 +130,9 @@ class SqlConnector(Connector):
         except sa.exc.SQLAlchemyError as exc:
             raise self._fail(f"cannot count stream {stream_name!r}", exc) from None
 
+    def resumable(self, stream_name: str) -> bool:
+        return self.stream(stream_name).cursor is not None  # rows come ORDER BY the cursor
+
     def extract(self, stream_name: str, window: ExtractWindow) -> Extraction:
         stream = self.stream(stream_name)
         stmt, params = self._select(stream, window)

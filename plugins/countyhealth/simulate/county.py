@@ -64,6 +64,9 @@ class CountyConfig:
     his_url_template: str | None = None  # e.g. postgresql+psycopg://u@h/db_{facility}; default SQLite files
     noise: NoiseRates = field(default_factory=NoiseRates)
     visits_per_resident_year: float = 6.0  # China: ~6 outpatient visits per person a year
+    # the regional lab centre's LIS behind its vendor's API (simulate/regional_lab.py); off by default, so the
+    # default county — and its sources/ — stay as they are
+    regional_lab: bool = field(default=False, repr=False)
 
 
 STATE_FILE = ".generator-state.pickle"  # what `simulate advance` needs to continue where generation stopped
@@ -189,6 +192,8 @@ class County:
         self._open(fresh=True)
         self.platform.initial_backlog()
         self.contracts.initial_backlog()
+        if self.lab:
+            self.lab.initial_backlog()
         return self._run_days(0, self.cfg.days)
 
     def advance(self, days: int) -> dict:
@@ -202,6 +207,8 @@ class County:
         self._open(fresh=False)
         self.platform.restore(state["platform"])
         self.contracts.restore(state["contracts"])
+        if self.lab:
+            self.lab.restore(state["lab"])
         return self._run_days(state["days_done"], state["days_done"] + days)
 
     def fingerprint(self) -> str:
@@ -217,6 +224,11 @@ class County:
                         for f in self.county_level + self.townships}
         self.platform = PlatformStore(self.out / "public_health" / "platform.sqlite", self, fresh=fresh)
         self.contracts = ContractExporter(self.out / "contracts" / "inbox", self)
+        self.lab = None
+        if self.cfg.regional_lab:
+            from countyhealth.simulate.regional_lab import LabStore
+
+            self.lab = LabStore(self.out / "regional_lab" / "lis.sqlite", self, fresh=fresh)
 
     def _run_days(self, first: int, last: int) -> dict:
         cfg = self.cfg
@@ -225,6 +237,8 @@ class County:
             self._his_day(day, date)
             self.platform.day(day, date)
             self.contracts.day(day, date)
+            if self.lab:
+                self.lab.day(day, date)
             for w in self.writers.values():
                 w.flush()
             log.info("simulated %s", date)
@@ -237,6 +251,8 @@ class County:
                     self.truth.rows[(self.source_id(f), table.name)] = n
             w.close()
         self.platform.close()
+        if self.lab:
+            self.lab.close()
         self.truth.file_rows.update({k: v for k, v in self.truth.rows.items() if k[0] == "contracts"})
         for k in [k for k in self.truth.rows if k[0] == "contracts"]:
             del self.truth.rows[k]
@@ -244,7 +260,7 @@ class County:
         self.truth.close({"residents": len(self.residents), "days": last})
         state = {"fingerprint": self.fingerprint(), "days_done": last, "patients": self.patients, "seq": self.seq,
                  "pending": self.pending, "truth": self.truth.state(), "platform": self.platform.state(),
-                 "contracts": self.contracts.state()}
+                 "contracts": self.contracts.state(), **({"lab": self.lab.state()} if self.lab else {})}
         tmp = self.out / (STATE_FILE + ".tmp")
         tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, self.out / STATE_FILE)
@@ -255,6 +271,7 @@ class County:
                                         "url": None if cfg.his_url_template else f"his/{f.code}.sqlite"}
                     for f in self.county_level + self.townships},
             "public_health": "public_health/platform.sqlite", "contracts": "contracts/inbox",
+            **({"regional_lab": "regional_lab/lis.sqlite"} if cfg.regional_lab else {}),
             "noise": dataclasses.asdict(cfg.noise),
             "config": {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in dataclasses.asdict(cfg).items()
                        if k != "noise"},
@@ -277,6 +294,12 @@ class County:
         key, secret = ServerConfig.default_credentials()
         conns["public_health"] = {"conn_type": "http", "host": "127.0.0.1", "port": ph_port, "login": key,
                                   "password": secret}
+        if self.cfg.regional_lab:
+            from countyhealth.simulate.regional_lab import LabApiConfig
+
+            client_id, client_secret = LabApiConfig.default_credentials()
+            conns["lis_regional"] = {"conn_type": "http", "host": "127.0.0.1", "port": ph_port + 1,
+                                     "login": client_id, "password": client_secret}
         lines = []
         for cid, c in conns.items():
             if "uri" in c:

@@ -11,7 +11,8 @@ API (JSON, as provincial platforms expose it):
 
 Rate limit: above ``rate_limit`` requests per second the server answers 429 with ``Retry-After``.
 Injected faults for testing connectors: a share of 5xx responses, slow responses, truncated bodies.
-Built on the standard library's ThreadingHTTPServer: small, no dependency, startable in a thread or process.
+The server scaffolding (JSON handler, rate window, threaded server) is shared with the other simulated
+platforms (:mod:`countyhealth.simulate.http_api`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from countyhealth.simulate.http_api import ApiServer, JsonHandler, SlidingWindow
 from countyhealth.simulate.noise import future_typo
 from countyhealth.simulate.residents import Resident
 
@@ -198,42 +199,24 @@ class _State:
         self.cfg = cfg
         self.tokens: dict[str, float] = {}
         self.lock = threading.Lock()
-        self.window: list[float] = []
+        self.window = SlidingWindow(cfg.rate_limit)
         self.rng = random.Random(cfg.seed)
         self.requests = 0
 
 
 def _make_handler(state: _State):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         server_version = "PublicHealthPlatform/3.2"
-
-        def log_message(self, *args):  # quiet: tests and the demo run many requests
-            pass
-
-        def _send(self, status: int, body: dict | str, headers: dict | None = None, truncate: bool = False):
-            raw = (json.dumps(body, ensure_ascii=False) if isinstance(body, dict) else body).encode("utf-8")
-            if truncate:
-                raw = raw[: max(1, len(raw) // 2)]
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8" if isinstance(body, dict) else "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(raw) if not truncate else len(raw) * 2))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(raw)
-            if truncate:
-                self.close_connection = True
 
         def _throttle_and_faults(self) -> bool:
             cfg = state.cfg
+            if not state.window.allow():
+                with state.lock:
+                    state.requests += 1
+                self._send(429, {"code": 429, "msg": "请求过于频繁"}, {"Retry-After": "1"})
+                return False
             with state.lock:
                 state.requests += 1
-                now = time.monotonic()
-                state.window = [t for t in state.window if now - t < 1.0]
-                if len(state.window) >= cfg.rate_limit:
-                    self._send(429, {"code": 429, "msg": "请求过于频繁"}, {"Retry-After": "1"})
-                    return False
-                state.window.append(now)
                 roll = state.rng.random()
             if roll < cfg.fault_5xx:
                 self._send(503, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>")
@@ -304,30 +287,11 @@ def _make_handler(state: _State):
     return Handler
 
 
-class PublicHealthServer:
+class PublicHealthServer(ApiServer):
     """Run the platform API on 127.0.0.1:port in a background thread (tests) or in the foreground (CLI)."""
 
     def __init__(self, cfg: ServerConfig, port: int = 0, host: str = "127.0.0.1"):
         if not Path(cfg.db_path).exists():
             raise FileNotFoundError(f"public-health store {cfg.db_path} not found: run `countyhealth simulate generate` first")
         self.state = _State(cfg)
-        self.httpd = ThreadingHTTPServer((host, port), _make_handler(self.state))
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "PublicHealthServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self.httpd.serve_forever()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(_make_handler(self.state), port, host)

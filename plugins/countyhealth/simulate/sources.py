@@ -5,12 +5,15 @@ default county; a test checks that this writes exactly those."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
 from countyhealth import settings
 
 SHARED = ("public_health.yaml", "contracts.yaml", "registry.yaml")
+# sources a county has only when generated with them (their YAML lives with the docs' worked examples)
+OPTIONAL = {"regional_lab": "docs/examples/sources/lis_regional.yaml"}
 
 
 def member_yaml(code: str, name: str, level: str, vendor: str) -> str:
@@ -32,6 +35,10 @@ def write_sources(county_dir: Path, out: Path, *, template_dir: Path | None = No
     for name in SHARED:
         shutil.copy2(template_dir / name, out / name)
         written.append(out / name)
+    has = json.loads((county_dir / "county.json").read_text()) if (county_dir / "county.json").exists() else {}
+    for part, example in OPTIONAL.items():
+        if has.get(part):
+            written.append(Path(shutil.copy2(settings.project_home() / example, out / Path(example).name)))
     with (county_dir / "registry" / _registry_file(county_dir)).open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
             if not row["his_vendor"]:
