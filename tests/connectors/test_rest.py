@@ -45,11 +45,12 @@ def serve(db, **cfg):
     return server
 
 
-def connector(server, *, secret="demo-secret", size=100, attempts=8, timeout=5.0, expires_field="expires_in"):
+def connector(server, *, secret="demo-secret", size=100, attempts=8, timeout=5.0, expires_field="expires_in",
+              total_field="data.total"):
     src = RestSource.model_validate({
         "kind": "rest", "connection": {"conn_id": "public_health"},
         "auth": {"type": "bearer_token", "token_path": "/api/v1/auth/token", "expires_in_field": expires_field},
-        "paginator": {"type": "page_number", "size": size, "total_field": "data.total"},
+        "paginator": {"type": "page_number", "size": size, "total_field": total_field},
         "timeout": timeout, "retry": {"attempts": attempts, "backoff": 0.05, "max_backoff": 0.2},
         "streams": {"records": {"path": "/api/v1/health-records", "records_field": "data.records",
                                 "since_param": "updated_since", "batch_size": 250,
@@ -77,6 +78,19 @@ def test_pages_are_complete_without_duplicates_in_bounded_batches(platform_db):
         assert max(b.num_rows for b in batches) <= 250
         assert conn.count("records") == N
         assert extra["requests"] >= N // 100
+    finally:
+        server.stop()
+
+
+def test_a_platform_capping_the_page_size_loses_nothing_when_it_gives_a_total(platform_db):
+    server = serve(platform_db, max_page_size=100)  # we ask for 300 a page; it answers 100 without saying so
+    try:
+        table, _, extra = extract_all(connector(server, size=300))
+        assert sorted(table.column("dabh").to_pylist()) == sorted(set(table.column("dabh").to_pylist()))
+        assert table.num_rows == N and extra["reported_total"] == N
+        # without a total a short page can only mean the last one: the YAML's page size must not exceed the cap
+        table, _, _ = extract_all(connector(server, size=300, total_field=None))
+        assert table.num_rows == 100
     finally:
         server.stop()
 
@@ -171,6 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
         headers = {}
+        if q.get("org") != "W1":  # the static parameter every paginator must send (next links carry it too)
+            self.send_response(400)
+            self.end_headers()
+            return
         if self.headers.get("X-API-Key") != "k1":
             self.send_response(401)
             self.end_headers()
@@ -186,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             page = int(q.get("p", 0))
             body = {"items": ITEMS[page * 20:(page + 1) * 20]}
             if (page + 1) * 20 < len(ITEMS):
-                headers["Link"] = f'<http://127.0.0.1:{self.server.server_address[1]}/link?p={page + 1}>; rel="next"'
+                headers["Link"] = f'<http://127.0.0.1:{self.server.server_address[1]}/link?p={page + 1}&org=W1>; rel="next"'
         else:
             self.send_response(404)
             self.end_headers()
@@ -206,13 +224,13 @@ class _Handler(BaseHTTPRequestHandler):
     ("/cursor", {"type": "cursor", "next_field": "next"}),
     ("/link", {"type": "link_header"}),
 ])
-def test_offset_cursor_and_link_header_pagination_with_api_key(path, paginator):
+def test_offset_cursor_and_link_header_pagination_with_api_key_and_static_params(path, paginator):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         src = RestSource.model_validate({
             "kind": "rest", "connection": {"conn_id": "x"}, "auth": {"type": "api_key", "name": "X-API-Key"},
-            "paginator": paginator, "streams": {"s": {"path": path, "records_field": "items", "dataset": "facility",
+            "paginator": {**paginator, "params": {"org": "W1"}}, "streams": {"s": {"path": path, "records_field": "items", "dataset": "facility",
                                                       "fields": {"source_record_id": "id", "name": "name",
                                                                  "level": {"value": "village"},
                                                                  "facility_code": "meta.org"}}}})

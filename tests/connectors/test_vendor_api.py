@@ -116,3 +116,120 @@ def test_a_vendor_api_with_every_habit_is_checked_extracted_resumed_loaded_and_r
     person = audit["person"]
     assert person.rows_extracted == len(rows) and person.rows_duplicate > 0
     assert wh.watermark("lis_regional", "results") == max(r[1] for r in rows).replace(" ", "T")
+
+
+# ---- each habit on its own, against the same simulated platform ---------------------------------------
+
+@pytest.fixture
+def lab_api(lab_county):
+    from countyhealth.simulate.regional_lab import LabApiConfig, LabApiServer
+
+    server = LabApiServer(LabApiConfig(db_path=lab_county / "regional_lab" / "lis.sqlite")).start()
+    yield server
+    server.stop()
+
+
+def connector(server, *, secret="lis-demo-secret", **changes):
+    """The example YAML's connector against ``server``; ``changes`` override top-level keys of the source."""
+    import yaml
+
+    from countyhealth.connectors.config import parse_uri
+    from countyhealth.connectors.rest import RestConnector
+    from countyhealth.connectors.typing import RestSource
+
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data.update(retry={"attempts": 4, "backoff": 0.02, "max_backoff": 0.1}, **changes)
+    src = RestSource.model_validate(data)
+    src.source_id, src.path = "lis_regional", "sources/lis_regional.yaml"
+    return RestConnector(src, parse_uri(f"http://lis-regional-demo:{secret}@127.0.0.1:{server.port}"))
+
+
+def extract_ids(conn) -> list[str]:
+    from countyhealth.connectors.base import ExtractWindow
+
+    return [v for b in conn.extract("results", ExtractWindow()).batches for v in b.column("id").to_pylist()]
+
+
+def lab_ids(lab_county) -> list[str]:
+    with sqlite3.connect(lab_county / "regional_lab" / "lis.sqlite") as db:
+        return [r[0] for r in db.execute("SELECT id FROM lis_result")]
+
+
+def test_token_endpoint_refusing_the_encoding_is_told_from_refused_credentials(lab_api):
+    from countyhealth.connectors.base import ExtractError
+
+    lab_api.state.cfg.token_encoding = "json"  # this gateway reads JSON bodies only; the YAML sends a form
+    with pytest.raises(ExtractError, match=r"refused the token request sent as a form .* but accepts it as JSON "
+                                           r"\(application/json\) — set `auth.request_format: json`"):
+        connector(lab_api).check()
+    connector(lab_api, auth={**connector(lab_api).source.auth.model_dump(), "request_format": "json"}).check()
+    with pytest.raises(ExtractError, match=r"refused our credentials \(HTTP 401: 客户端认证失败\) — check the client "
+                                           r"id \(login\) and secret \(password\) of connection 'lis_regional'.*not "
+                                           r"the encoding"):
+        connector(lab_api, secret="wrong", auth={**connector(lab_api).source.auth.model_dump(),
+                                                 "request_format": "json"}).check()
+
+
+def test_expires_in_is_honoured_and_an_in_body_expired_token_is_renewed(lab_api, lab_county):
+    import time
+
+    state = lab_api.state
+    state.cfg.token_ttl_s = 1  # "expires_in": "1", as text
+    conn = connector(lab_api)
+    conn.check()
+    time.sleep(1.2)  # past the lifetime: the client must renew before asking, not after a refusal
+    assert len(extract_ids(conn)) == len(lab_ids(lab_county))
+    assert state.counts["expired_tokens_presented"] == 0 and state.counts["tokens_issued"] >= 2
+    state.cfg.token_ttl_s = 3600
+    conn = connector(lab_api)
+    conn.check()
+    state.tokens.clear()  # the platform restarted and forgot its tokens: it answers code 40101 inside HTTP 200
+    assert len(extract_ids(conn)) == len(lab_ids(lab_county)) and conn.tokens_fetched == 2
+
+
+def test_in_body_errors_retry_or_fail_showing_the_platforms_message_masked(lab_api, lab_county):
+    from countyhealth.connectors.base import ExtractError
+
+    lab_api.state.cfg.busy_every = 2  # every other page is "系统繁忙" with "list": null — retried, never "no rows"
+    conn = connector(lab_api)
+    ids = extract_ids(conn)
+    assert sorted(ids) == sorted(lab_ids(lab_county)) and conn.retries >= 10
+    lab_api.state.cfg.busy_every = 0
+    no_params = connector(lab_api, paginator={**conn.source.paginator.model_dump(), "params": {}})
+    with pytest.raises(ExtractError, match=r"code=40003: 缺少参数 orgCode\)? — a value `error_handler` does not list"):
+        extract_ids(no_params)
+    # a declared failure code: the platform's message shown, an ID number in it masked
+    refusing = connector(lab_api, error_handler={**conn.source.error_handler.model_dump(), "response_filters": [
+        {"values": ["40003"], "action": "fail", "error_message": "add the county's orgCode to `paginator.params`"}]})
+    lab_api.state.cfg.max_page_size = 100
+    with pytest.raises(ExtractError, match=r"refused the request \(HTTP 200, code=40003: 缺少参数 orgCode\) — add the "
+                                           "county's orgCode"):
+        extract_ids(connector(lab_api, error_handler=refusing.source.error_handler.model_dump(),
+                              paginator={**conn.source.paginator.model_dump(), "params": {}}))
+
+
+def test_platform_messages_never_show_an_id_number(lab_api):
+    from countyhealth.connectors.base import ExtractError
+
+    lab_api.state.cfg.refuse_with = ("40009", "患者 350125198001011234 无查询权限，电话 13912345678")
+    with pytest.raises(ExtractError, match="code=40009") as err:
+        extract_ids(connector(lab_api))
+    assert "350125198001011234" not in str(err.value) and "13912345678" not in str(err.value)
+
+
+def test_client_rate_and_a_cap_on_consecutive_429s_not_a_total(lab_api, lab_county):
+    from countyhealth.connectors.base import ExtractError
+
+    state = lab_api.state
+    state.cfg.max_page_size = 200
+    state.window.limit = 10  # the platform allows 10 requests a second; the client keeps to 5
+    conn = connector(lab_api, rate_limit={"requests_per_second": 5, "max_consecutive_throttled": 3})
+    assert len(extract_ids(conn)) == len(lab_ids(lab_county)) and state.counts["throttled"] == 0
+    state.window.limit = 1000
+    state.cfg.burst_every, state.cfg.burst_length = 5, 3  # bursts of three 429s without Retry-After, often
+    conn = connector(lab_api, rate_limit={"max_consecutive_throttled": 3})
+    assert len(extract_ids(conn)) == len(lab_ids(lab_county)) and conn.throttled > 3  # many in all, 3 at most in a row
+    state.cfg.burst_length = 4
+    with pytest.raises(ExtractError, match=r"'too many requests' 4 times in a row — lower "
+                                           r"`rate_limit.requests_per_second`"):
+        extract_ids(connector(lab_api, rate_limit={"max_consecutive_throttled": 3}))

@@ -83,7 +83,8 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "ApiServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll: stop() returns within 50 ms instead of the default half second
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

@@ -15,7 +15,7 @@ Chinese health-IT vendors, each switchable per test (:class:`LabApiConfig`):
   update time then id, an opaque keyset token in ``data.nextCursor``, the total in ``data.total``; the page
   size is capped at ``max_page_size`` whatever the client asks for; ``orgCode`` is required;
 - a mid-run failure: ``fail_at_page`` answers 502 for that page (counted from the window's first page) until
-  the test clears it.
+  the test clears it; ``refuse_with`` answers a given code and message to every data request.
 
 Store: a SQLite file ``regional_lab/lis.sqlite`` filled while the county is generated (60 days of history,
 then each simulated day), one row per result item carrying the patient as the LIS registered them.
@@ -166,6 +166,7 @@ class LabApiConfig:
     burst_length: int = 3
     busy_every: int = 0  # every N-th data request answers code 50001 with a null list (0: never)
     fail_at_page: int | None = None  # this page of a window answers 502 until cleared
+    refuse_with: tuple[str, str] | None = None  # every data request answers this (code, msg) inside HTTP 200
     max_page_size: int = 100
 
     @staticmethod
@@ -252,6 +253,8 @@ def _make_handler(state: _State):
             if cfg.busy_every and n % cfg.busy_every == 0:
                 state.count("busy")
                 return self._send(200, {"code": "50001", "msg": "系统繁忙，请稍后再试", "data": {"list": None}})
+            if cfg.refuse_with:
+                return self._send(200, {"code": cfg.refuse_with[0], "msg": cfg.refuse_with[1], "data": None})
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
             if not q.get("orgCode"):
                 return self._send(200, {"code": "40003", "msg": "缺少参数 orgCode", "data": None})
