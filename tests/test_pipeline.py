@@ -263,3 +263,100 @@ def test_a_second_contract_signed_on_a_later_night_is_quarantined_against_the_lo
     assert known[known["number"] == ended["协议编号"]]["end"].max() == dt.datetime.combine(day, dt.time()) - \
         dt.timedelta(days=1)
     assert (known["number"] == "XYNEW0004").any() and not (known["number"] == "XYNEW0001").any()
+
+
+# ---- extraction at its edges (issue 26): resumable parts, a cursor the rows lack -------------------------
+
+def _lab_source(stream: dict):
+    from countyhealth.connectors.typing import SqlSource
+
+    src = SqlSource.model_validate({"kind": "sql", "facility_code": "W1", "connection": {"conn_id": "his_pg"},
+                                    "streams": {"labs": {"table": "LAB", "batch_size": 100, "dataset": "lab_result",
+                                                         "cursor": {"column": "gxsj"}, **stream, "fields": {
+        "source_record_id": "jgid", "report_number": "bgdh", "person_source_record_id": "hzid",
+        "item_code_local": "xmdm", "report_at": "gxsj", "value_text": {"value": "阴性"},
+        "result_status": {"value": "final"}}}}})
+    src.source_id, src.path = "his_pg", "sources/his_pg.yaml"
+    return src
+
+
+def _landed_ids(batch_dir) -> list[str]:
+    return [v for b in landing.iter_batches(batch_dir) for v in b.column("jgid").to_pylist()]
+
+
+def test_a_sql_extraction_that_dies_midway_resumes_after_its_last_part(postgres_server, duckdb_url, monkeypatch):
+    from countyhealth.connectors.base import ExtractError
+    from countyhealth.connectors.sql import SqlConnector
+
+    url = postgres_server.create_database("his_resume")
+    monkeypatch.setenv("AIRFLOW_CONN_HIS_PG", url)
+    eng = sa.create_engine(url)
+    t0 = dt.datetime(2026, 3, 1, 8)
+    with eng.begin() as c:
+        c.exec_driver_sql('CREATE TABLE "LAB" (jgid TEXT, bgdh TEXT, hzid TEXT, xmdm TEXT, gxsj TIMESTAMP)')
+        c.execute(sa.text('INSERT INTO "LAB" VALUES (:a, :b, :c, \'A1101\', :t)'),  # three rows share each time
+                  [{"a": f"R{i:04d}", "b": f"B{i}", "c": f"P{i % 50}", "t": t0 + dt.timedelta(minutes=i // 3)}
+                   for i in range(1000)])
+    src = _lab_source({})
+    wh = Warehouse(duckdb_url)
+    wh.migrate()
+    real = SqlConnector._batches
+
+    def dropped_after_four(self, *args):  # the member's VPN drops: the server ends our session mid-read
+        for i, batch in enumerate(real(self, *args)):
+            if i == 4:
+                with eng.connect() as c:
+                    c.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                                      "'his_resume' AND pid <> pg_backend_pid()")
+            yield batch
+
+    monkeypatch.setattr(SqlConnector, "_batches", dropped_after_four)
+    with pytest.raises(ExtractError, match="extracting stream 'labs' failed"):
+        pipeline.extract("his_pg", "labs", wh=wh, source=src)
+    monkeypatch.setattr(SqlConnector, "_batches", real)
+    [partial] = landing.incomplete_batches("his_pg", "labs")
+    before = landing.read_progress(partial)
+    assert 300 <= before["rows"] <= 500 and before["failures"]  # the parts landed before the drop are kept
+    assert wh.watermark("his_pg", "labs") is None
+    # before the next night: a row read already is corrected (its time moves on), new rows arrive
+    with eng.begin() as c:
+        c.exec_driver_sql("UPDATE \"LAB\" SET bgdh = 'B0-corrected', gxsj = '2026-03-02 09:00' WHERE jgid = 'R0000'")
+        c.execute(sa.text('INSERT INTO "LAB" VALUES (:a, \'B\', \'P1\', \'A1101\', :t)'),
+                  [{"a": f"N{i}", "t": dt.datetime(2026, 3, 2, 10) + dt.timedelta(minutes=i)} for i in range(20)])
+    m = pipeline.extract("his_pg", "labs", wh=wh, source=src)
+    assert m.batch_id == partial.name and m.extra["resumed"]["rows_landed_before"] == before["rows"]
+    ids = _landed_ids(partial)
+    # every row once, plus the corrected row's new version; none of the landed parts read again
+    assert len(ids) == 1000 + 20 + 1 and set(ids) == {f"R{i:04d}" for i in range(1000)} | {f"N{i}" for i in range(20)}
+    assert ids.count("R0000") == 2 and len(m.files) > 5
+    pipeline.validate(partial, source=src, wh=wh)
+    summary = pipeline.load_batch(partial, wh=wh, source=src)
+    counts = summary.datasets["lab_result"]
+    assert (counts["extracted"], counts["loaded"], counts["duplicate"]) == (1021, 1020, 1)
+    with wh.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT report_number FROM lab_result WHERE source_record_id = 'R0000'").scalar() == \
+            "B0-corrected"
+    assert wh.watermark("his_pg", "labs") == "2026-03-02T10:19:00"
+    eng.dispose()
+
+
+def test_an_incomplete_batch_of_another_window_is_not_resumed(postgres_server, duckdb_url, monkeypatch):
+    """When the watermark moved (another batch loaded) the parts of a stale window are dropped and read again."""
+    url = postgres_server.create_database("his_stale")
+    monkeypatch.setenv("AIRFLOW_CONN_HIS_PG", url)
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        c.exec_driver_sql('CREATE TABLE "LAB" (jgid TEXT, bgdh TEXT, hzid TEXT, xmdm TEXT, gxsj TIMESTAMP)')
+        c.execute(sa.text('INSERT INTO "LAB" VALUES (:a, \'B\', \'P\', \'A1101\', :t)'),
+                  [{"a": f"R{i}", "t": dt.datetime(2026, 3, 1) + dt.timedelta(minutes=i)} for i in range(300)])
+    eng.dispose()
+    src = _lab_source({})
+    wh = Warehouse(duckdb_url)
+    wh.migrate()
+    with landing.BatchWriter("his_pg", "labs", ["lab_result"], cursor_column="gxsj",
+                             cursor_start="2026-02-01T00:00:00") as w:
+        w.checkpoint({"after": "2026-02-02T00:00:00"}, extra={"window": {"since": "2026-02-01T00:00:00"}})
+        stale = w.dir  # left without committing: the parts are kept for a resume
+    assert stale.exists() and landing.incomplete_batches("his_pg", "labs") == [stale]
+    m = pipeline.extract("his_pg", "labs", wh=wh, source=src)
+    assert m.batch_id != stale.name and not stale.exists() and m.rows == 300 and "resumed" not in m.extra

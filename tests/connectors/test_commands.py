@@ -41,6 +41,27 @@ def test_check_connects_counts_and_shows_masked_samples(tmp_path, template, monk
         env.stop()
 
 
+def test_a_cursor_the_rows_do_not_carry_fails_check_and_extraction(tmp_path, template, monkeypatch):
+    from countyhealth import pipeline
+    from countyhealth.connectors.base import ExtractError
+    from countyhealth.warehouse import Warehouse
+
+    env = make_env(tmp_path, template, monkeypatch)
+    try:
+        text = (env.sources / "public_health.yaml").read_text(encoding="utf-8")
+        (env.sources / "ph_typo.yaml").write_text(text.replace("column: updated_at", "column: update_time"),
+                                                  encoding="utf-8")
+        result = CliRunner().invoke(sources, ["check", "ph_typo", "--rows", "2"])
+        assert result.exit_code == 1
+        assert "cursor column 'update_time' is not in the rows the source returns" in result.output
+        wh = Warehouse()
+        wh.migrate()
+        with pytest.raises(ExtractError, match=r"streams.followups.cursor.column: 'update_time' is not in the rows"):
+            pipeline.extract("ph_typo", "followups", wh=wh)
+    finally:
+        env.stop()
+
+
 def test_check_reports_an_unreachable_source_and_exits_non_zero(tmp_path, template, monkeypatch):
     env = make_env(tmp_path, template, monkeypatch)
     env.stop()  # the platform is down

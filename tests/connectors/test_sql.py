@@ -102,3 +102,13 @@ def test_postgres_timestamp_cursor_and_server_side_cursor(postgres_server):
     assert table.column("value").to_pylist()[0] == "29.25"  # NUMERIC as exact text, no float noise
     assert table.column("gxsj").to_pylist()[0] == "2026-03-02 08:00:00"
     eng.dispose()
+
+
+def test_a_cursor_column_the_rows_do_not_have_is_an_error_not_a_nightly_full_read(sqlite_his):
+    for src in (make_source(), make_source(query="SELECT jgid, bgdh, hzid, xmdm, jg, gxsj FROM jy_jg")):
+        src.streams["labs"].cursor.column = "update_time"  # the 前置库 calls it gxsj
+        conn = SqlConnector(src, sqlite_his)
+        with pytest.raises(ExtractError, match=r"cursor column 'update_time' is not a column of .*gxsj"):
+            conn.check()
+        with pytest.raises(ExtractError, match="cursor column 'update_time'"):
+            list(conn.extract("labs", ExtractWindow()).batches)

@@ -82,6 +82,9 @@ def check(name: str | None, rows: int, offline: bool) -> None:
         click.secho(f"✓ {src.path}: {src.kind}, {len(src.streams)} stream(s) — config valid", fg="green")
         if offline:
             continue
+        if getattr(src, "retry", None) is not None:  # a check answers in seconds: a dead platform is not waited out
+            src.retry = src.retry.model_copy(update={"attempts": min(src.retry.attempts, 3),
+                                                     "max_backoff": min(src.retry.max_backoff, 2.0)})
         try:
             conn = connector_class(src.kind).from_source(src)
             conn.check()
@@ -101,6 +104,12 @@ def check(name: str | None, rows: int, offline: bool) -> None:
             click.echo(f"  {stream_name}: {total}")
             if sample.num_rows == 0:
                 continue
+            if stream.cursor is not None and stream.cursor.column not in sample.column_names:
+                click.secho(f"  ✗ {stream_name}: cursor column {stream.cursor.column!r} is not in the rows the source "
+                            f"returns (they have: {', '.join(sample.column_names)[:300]}) — name the rows' update-time "
+                            "column under streams." + stream_name + ".cursor.column, or remove `cursor`", fg="red",
+                            err=True)
+                failures += 1
             import pyarrow as pa
 
             sample = sample.append_column("_row", pa.array(range(sample.num_rows), pa.int64()))

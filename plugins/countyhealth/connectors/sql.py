@@ -35,7 +35,7 @@ class SqlConnector(Connector):
     def __init__(self, source, connection=None):
         super().__init__(source, connection)
         self._engine: sa.Engine | None = None
-        self._tables: dict[str, sa.Table] = {}
+        self._tables: dict[str, sa.Table | list[str]] = {}  # reflected tables; a query's result columns
 
     @property
     def engine(self) -> sa.Engine:
@@ -92,6 +92,8 @@ class SqlConnector(Connector):
                     stmt = stmt.order_by(col)
             return stmt, {}
         # a query: wrap it, quote the cursor column with the dialect's own quoting, bind the bounds
+        if cursor:
+            self._query_has(stream, cursor.column)
         quote = self.engine.dialect.identifier_preparer.quote
         sql = f"SELECT {'count(*)' if count else '*'} FROM ({stream.query}) AS countyhealth_q"
         params: dict = {}
@@ -111,6 +113,21 @@ class SqlConnector(Connector):
                 sql += f" ORDER BY {col}"
         return sa.text(sql), params
 
+    def _query_has(self, stream: SqlStream, column: str) -> None:
+        """A query's cursor column must be one of its result columns (asked of the database, no rows read)."""
+        key = f"query:{stream.query}"
+        if key not in self._tables:
+            try:
+                with self.engine.connect() as conn:
+                    self._tables[key] = list(conn.execute(sa.text(f"SELECT * FROM ({stream.query}) AS "
+                                                                  "countyhealth_q WHERE 1 = 0")).keys())
+            except sa.exc.SQLAlchemyError as exc:
+                raise self._fail("the stream's query does not run", exc) from None
+        columns = self._tables[key]
+        if column not in columns:
+            raise ExtractError(f"{self.source.path}: cursor column {column!r} is not a column of the stream's query "
+                               f"— its columns: {', '.join(columns)}; select the rows' update time under that name")
+
     def check(self) -> None:
         try:
             with self.engine.connect() as conn:
@@ -120,6 +137,8 @@ class SqlConnector(Connector):
         for name, stream in self.source.streams.items():
             if stream.table:
                 self._table(stream)
+            if stream.cursor:
+                self._select(stream, ExtractWindow(), count=True)  # names a cursor column the rows don't have
 
     def count(self, stream_name: str, window: ExtractWindow = ExtractWindow()) -> int | None:
         stream = self.stream(stream_name)
