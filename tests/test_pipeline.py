@@ -360,3 +360,119 @@ def test_an_incomplete_batch_of_another_window_is_not_resumed(postgres_server, d
     assert stale.exists() and landing.incomplete_batches("his_pg", "labs") == [stale]
     m = pipeline.extract("his_pg", "labs", wh=wh, source=src)
     assert m.batch_id != stale.name and not stale.exists() and m.rows == 300 and "resumed" not in m.extra
+
+
+# ---- a drop of files: the bad one aside, the others in; `pipeline run` says when a night was not clean --------
+
+MEMBER_HEADER = ["机构代码", "机构名称", "级别"]
+
+
+def _member_rows(n, start=0, level="村卫生室"):
+    return [[f"C{start + i:05d}", f"永泰县第{start + i}村卫生室", level] for i in range(n)]
+
+
+def _csv_bytes(rows, encoding="gb18030") -> bytes:
+    return ("\r\n".join(",".join(r) for r in [MEMBER_HEADER, *rows]) + "\r\n").encode(encoding)
+
+
+def _member_sources(root, inbox):
+    folder = root / "member_sources"
+    folder.mkdir()
+    (folder / "members.yaml").write_text(f"""\
+kind: file
+description: 村卫生室名册 (the townships' clinic lists, GB18030 CSV or XLSX or JSON lines)
+streams:
+  clinics:
+    path: {inbox}
+    pattern: "cunweishi_*"
+    batch_size: 100
+    dataset: facility
+    fields:
+      source_record_id: 机构代码
+      facility_code: 机构代码
+      name: 机构名称
+      level: {{column: 级别, map: {{村卫生室: village, 乡镇卫生院: township}}}}
+""", encoding="utf-8")
+    return folder
+
+
+def test_one_unreadable_file_never_blocks_the_good_ones_and_the_night_says_so(tmp_path, monkeypatch):
+    import json
+
+    import openpyxl
+    from click.testing import CliRunner
+
+    from countyhealth.pipeline_commands import pipeline_command
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "cunweishi_1.csv").write_bytes(_csv_bytes(_member_rows(120)))  # GB18030, as township PCs write
+    wb = openpyxl.Workbook()
+    wb.active.append(MEMBER_HEADER)
+    for r in _member_rows(80, start=200):
+        wb.active.append(r)
+    wb.save(inbox / "cunweishi_2.xlsx")
+    (inbox / "cunweishi_3.xlsx").write_bytes(b"PK\x03\x04 this is not a workbook")  # a broken export
+    good_lines = [json.dumps(dict(zip(MEMBER_HEADER, r)), ensure_ascii=False) for r in _member_rows(250, start=400)]
+    (inbox / "cunweishi_4.jsonl").write_text("\n".join(good_lines) + "\n{not json\n", encoding="utf-8")  # dies late
+    (inbox / "cunweishi_5.csv").write_bytes(_csv_bytes([]))  # header only
+    # a key twice with different content in one file: the later row loads, and it is a finding
+    (inbox / "cunweishi_6.csv").write_bytes(_csv_bytes([["C09999", "东村卫生室", "村卫生室"],
+                                                        ["C09999", "西村卫生室", "村卫生室"],
+                                                        ["C09998", "南村卫生室", "村卫生室"],
+                                                        ["C09998", "南村卫生室", "村卫生室"]]))  # sent twice
+    monkeypatch.setenv("COUNTYHEALTH_SOURCES_DIR", str(_member_sources(tmp_path, inbox)))
+    result = CliRunner().invoke(pipeline_command, ["run", "--no-downstream"])
+    assert result.exit_code == 0, result.output
+    assert "WARNING members/clinics: cunweishi_3.xlsx rejected" in result.output
+    assert "WARNING members/clinics: cunweishi_4.jsonl rejected" in result.output
+    assert "WARNING members/clinics: cunweishi_5.csv: no data rows" in result.output
+    wh = Warehouse()
+    with wh.engine.connect() as c:
+        codes = set(c.exec_driver_sql("SELECT source_record_id FROM facility").scalars())
+        files = dict(c.exec_driver_sql("SELECT file_name, batch_id FROM ingested_file").all())
+        audit = c.exec_driver_sql("SELECT rows_extracted, rows_loaded, rows_duplicate, rows_quarantined, rows_flagged "
+                                  "FROM batch_audit").one()
+        names = dict(c.exec_driver_sql("SELECT source_record_id, name FROM facility WHERE source_record_id LIKE "
+                                       "'C0999%'").all())
+        findings = c.exec_driver_sql("SELECT source_record_id, rule_id FROM finding").all()
+    assert codes == {f"C{i:05d}" for i in [*range(120), *range(200, 280), 9999, 9998]}  # nothing of files 3 and 4
+    assert set(files) == {"cunweishi_1.csv", "cunweishi_2.xlsx", "cunweishi_5.csv", "cunweishi_6.csv"}
+    assert audit == (120 + 80 + 4, 202, 2, 0, 1)
+    assert names["C09999"] == "西村卫生室"
+    assert findings == [("C09999", "facility.plausibility.conflicting_duplicate")]
+    rejected = tmp_path / "rejected"
+    assert sorted(p.name for p in rejected.iterdir()) == ["cunweishi_3.xlsx", "cunweishi_3.xlsx.reason.txt",
+                                                          "cunweishi_4.jsonl", "cunweishi_4.jsonl.reason.txt"]
+    assert "line 251 is not JSON" in (rejected / "cunweishi_4.jsonl.reason.txt").read_text(encoding="utf-8")
+    [batch] = landing.list_batches("members", "clinics")
+    assert {v for b in landing.iter_batches(batch) for v in b.column("_file").to_pylist()} == {
+        "cunweishi_1.csv", "cunweishi_2.xlsx", "cunweishi_6.csv"}  # the 250 rows file 4 landed were rolled back
+
+    # the member fixes one file and drops it again; another township sends a list that is mostly nonsense: that
+    # batch is held, and the command says the night was not clean
+    (inbox / "cunweishi_4.jsonl").write_text("\n".join(good_lines) + "\n", encoding="utf-8")
+    (inbox / "cunweishi_7.csv").write_bytes(_csv_bytes(_member_rows(300, start=900, level="诊所")))
+    again = CliRunner().invoke(pipeline_command, ["run", "--no-downstream"])
+    assert again.exit_code == 1 and "HELD members/clinics" in again.output, again.output
+    with wh.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM facility WHERE source_record_id LIKE 'C004%' OR "
+                                 "source_record_id LIKE 'C005%' OR source_record_id LIKE 'C006%'").scalar() == 0
+
+
+def test_pipeline_run_exits_non_zero_when_a_stream_failed_after_loading_the_rest(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from countyhealth.pipeline_commands import pipeline_command
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "cunweishi_1.csv").write_bytes(_csv_bytes(_member_rows(10)))
+    folder = _member_sources(tmp_path, inbox)
+    (folder / "gone.yaml").write_text((folder / "members.yaml").read_text(encoding="utf-8").replace(
+        str(inbox), str(tmp_path / "no-such-inbox")), encoding="utf-8")
+    monkeypatch.setenv("COUNTYHEALTH_SOURCES_DIR", str(folder))
+    result = CliRunner().invoke(pipeline_command, ["run", "--no-downstream"])
+    assert result.exit_code == 1 and "FAILED gone/clinics" in result.output and "inbox" in result.output
+    with Warehouse().engine.connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM facility").scalar() == 10  # the others still loaded

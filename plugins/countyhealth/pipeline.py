@@ -154,6 +154,19 @@ def extract(source_id: str, stream: str, *, until: dt.datetime | None = None, wh
     return manifest
 
 
+def extraction_warnings(manifest: landing.Manifest) -> list[str]:
+    """What an extraction landed around rather than failed on, for the people watching the night."""
+    extra = manifest.extra
+    out = [f"{f['name']} rejected ({f['reason']}); moved to {f['moved_to']}" for f in extra.get("rejected_files", [])]
+    out += list(extra.get("warnings", []))
+    if extra.get("short_of_reported_total"):
+        out.append(f"the API reported {extra['short_of_reported_total']} more row(s) than paging returned")
+    if extra.get("rows_without_cursor"):
+        out.append(f"{extra['rows_without_cursor']} row(s) without a value in cursor column "
+                   f"{manifest.cursor_column!r}: incremental runs cannot see them change")
+    return out
+
+
 def _parse_iso(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
@@ -428,6 +441,8 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
         for w in writers.values():
             w.close()
         writers.clear()
+        for ds, res in results.items():
+            res.rows_flagged += _flag_conflicting_duplicates(tmp / ds, ds, res)
         for res in results.values():
             res.failing_share = res.rows_quarantined / res.rows_in if res.rows_in else 0.0
             res.held = res.failing_share > res.threshold and res.rows_in >= source.validation.min_rows
@@ -455,6 +470,51 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
                         "loads until it is released or re-validated", manifest.source_id, manifest.stream,
                         manifest.batch_id, res.dataset, 100 * res.failing_share, 100 * res.threshold)
     return outcome
+
+
+def _flag_conflicting_duplicates(folder: Path, dataset: str, res: DatasetResult) -> int:
+    """A key that comes twice in one batch with the same update time but different content is a finding: one
+    version loads (the later row) and nobody can tell which was right. Rows repeated as they were (a vendor's sync
+    job sending a row twice) and later versions of a row (a correction) are not findings. Returns the rows
+    newly flagged. DuckDB reads the batch's clean rows from their Parquet file: bounded memory, one query."""
+    import duckdb
+
+    clean, findings = folder / "clean.parquet", folder / "findings.parquet"
+    if not clean.exists():
+        return 0
+    columns = [f.name for f in pq.read_schema(clean) if f.name not in (landing.ROW, "batch_id")]
+    content = ", ".join(f'"{c}"' for c in columns)
+    rule = f"{dataset}.plausibility.conflicting_duplicate"
+    con = duckdb.connect()
+    try:
+        found = con.sql(
+            f"WITH c AS (SELECT _row, source_record_id, source_updated_at, facility_code, hash({content}) AS h "
+            "FROM read_parquet(?)), "
+            "g AS (SELECT source_record_id, source_updated_at, min(_row) AS first FROM c "
+            "GROUP BY ALL HAVING count(DISTINCT h) > 1) "
+            "SELECT c._row, c.source_record_id, c.facility_code FROM c JOIN g ON c.source_record_id = g.source_record_id "
+            "AND c.source_updated_at IS NOT DISTINCT FROM g.source_updated_at WHERE c._row <> g.first ORDER BY 1",
+            params=[str(clean)]).to_arrow_table()
+    finally:
+        con.close()
+    if found.num_rows == 0:
+        return 0
+    n = found.num_rows
+    issues = pa.Table.from_arrays([
+        found.column("_row").cast(pa.int64()), pa.array([rule] * n), pa.array(["plausibility"] * n),
+        pa.array(["warning"] * n), pa.array(["source_record_id"] * n),
+        pa.array([privacy.scrub(v) if v else v for v in found.column("source_record_id").to_pylist()], pa.string()),
+        found.column("source_record_id").cast(pa.string()), found.column("facility_code").cast(pa.string()),
+        pa.nulls(n, pa.string())], schema=QUARANTINE_FILE_SCHEMA)
+    already: set = set()
+    if findings.exists():
+        earlier = pq.read_table(findings)
+        already = set(earlier.column("_row").to_pylist())
+        issues = pa.concat_tables([earlier.cast(QUARANTINE_FILE_SCHEMA), issues])
+    pq.write_table(issues, findings, compression="zstd")
+    res.rule_counts[rule] = res.rule_counts.get(rule, 0) + n
+    log.warning("%s: %d row(s) repeat a key of this batch with other content (rule %s)", dataset, n, rule)
+    return len(set(found.column("_row").to_pylist()) - already)
 
 
 def _with_context(issues: pa.Table, canonical: pa.Table, raw: pa.Table | None, sensitive: set[str]) -> pa.Table:
@@ -692,8 +752,14 @@ class RunSummary:
     failed: dict = field(default_factory=dict)  # "source/stream" or stage -> reason
     held: list = field(default_factory=list)
     loaded: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # "source/stream: ..." (a rejected file, an empty file, ...)
     identity: object = None
     results: object = None
+
+    @property
+    def ok(self) -> bool:
+        """Everything extracted and loaded: no stream failed and no batch is held."""
+        return not self.failed and not self.held
 
 
 def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceBase] | None = None,
@@ -713,6 +779,7 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
             try:
                 manifest = extract(source_id, stream_name, until=until, wh=wh, source=source)
                 summary.extracted[key] = manifest.rows
+                summary.warnings.extend(f"{key}: {w}" for w in extraction_warnings(manifest))
                 validate(landing.batch_dir(source_id, stream_name, manifest.batch_id), source=source,
                          load_time=load_time, wh=wh)
             except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others

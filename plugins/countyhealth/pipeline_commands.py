@@ -16,14 +16,23 @@ def pipeline_command() -> None:
 @click.option("--until", type=click.DateTime(), default=None, help="End of the extract window (default: now).")
 @click.option("--no-downstream", is_flag=True, help="Stop after loading (skip identity and shared results).")
 def run_command(until, no_downstream) -> None:
-    """Extract, validate and load every source; then identity and shared results."""
+    """Extract, validate and load every source; then identity and shared results.
+
+    Exits 1 when any stream failed or any batch is held — after doing everything it could for the others."""
     s = run(until=until, downstream=not no_downstream)
+    written = sum(d.get("written", 0) for b in s.loaded for d in b.datasets.values())
+    unchanged = sum(d.get("unchanged", 0) for b in s.loaded for d in b.datasets.values())
     click.echo(f"extracted {sum(s.extracted.values()):,} rows from {len(s.extracted)} stream(s); "
-               f"loaded {len(s.loaded)} batch(es); held {len(s.held)}; failed {len(s.failed)}")
+               f"loaded {len(s.loaded)} batch(es) ({written:,} rows written, {unchanged:,} re-read unchanged); "
+               f"held {len(s.held)}; failed {len(s.failed)}")
     for key, reason in s.failed.items():
         click.echo(f"  FAILED {key}: {reason}")
     for h in s.held:
         click.echo(f"  HELD {h.source_id}/{h.stream} batch {h.batch_id} (see `countyhealth batches list --held`)")
+    for w in s.warnings:
+        click.echo(f"  WARNING {w}")
+    if not s.ok:
+        raise SystemExit(1)
 
 
 @pipeline_command.command("extract")

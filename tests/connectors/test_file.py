@@ -112,8 +112,12 @@ def test_half_written_files_are_ignored_and_bad_encoding_names_the_fix(inbox, tm
     conn = make_source(inbox, tmp_path / "archive", encoding="utf-8")
     assert list(conn.extract("contracts", ExtractWindow()).batches) == []
     write_csv(inbox / "qianyue_gb.csv")
-    with pytest.raises(ExtractError, match="not valid utf-8.*set the stream's `encoding`"):
-        list(conn.extract("contracts", ExtractWindow()).batches)
+    extraction = conn.extract("contracts", ExtractWindow())
+    assert list(extraction.batches) == []
+    [rejected] = extraction.extra["rejected_files"]
+    assert rejected["name"] == "qianyue_gb.csv" and "set the stream's `encoding`" in rejected["reason"]
+    reason = (tmp_path / "rejected" / "qianyue_gb.csv.reason.txt").read_text(encoding="utf-8")
+    assert "not valid utf-8" in reason and not (inbox / "qianyue_gb.csv").exists()
 
 
 def test_large_csv_comes_in_bounded_batches(inbox, tmp_path):

@@ -3,7 +3,10 @@
 The family-doctor contract platform and many county systems only export files. Each file is ingested once,
 recognised by the sha256 of its content (a file dropped again under another name is not loaded twice);
 after its batch has landed it is moved to the archive (``archive/<batch_id>/``), never deleted, so the
-original bytes stay available. CSV is streamed with pyarrow's reader (transcoding GB18030 on the fly), XLSX
+original bytes stay available. A file that cannot be read (bad encoding, a broken workbook, ragged CSV) never
+blocks the others: what it landed is rolled back, it moves to the ``rejected`` folder with a ``.reason.txt``
+beside it, and the rest of the drop loads. An empty or header-only file is recorded (it is not read again)
+with a warning in the manifest. CSV is streamed with pyarrow's reader (transcoding GB18030 on the fly), XLSX
 with openpyxl's read-only mode, so memory stays bounded by the batch size. Each row carries ``_file`` and
 ``_file_line`` so a quarantined row can be found in the original file.
 
@@ -19,13 +22,14 @@ import datetime as dt
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from countyhealth import settings
+from countyhealth import privacy, settings
 from countyhealth.landing import sha256_file
 from countyhealth.connectors.base import Connector, Extraction, ExtractError, ExtractWindow, raw_batch, \
     raw_batch_from_records
@@ -75,6 +79,25 @@ class FileConnector(Connector):
     def archive_dir(self, stream: FileStream) -> Path:
         return resolve_dir(stream.archive) if stream.archive else self.inbox(stream).parent / "archive"
 
+    def rejected_dir(self, stream: FileStream) -> Path:
+        rejected = getattr(stream, "rejected", None)
+        return resolve_dir(rejected) if rejected else self.inbox(stream).parent / "rejected"
+
+    def reject(self, stream: FileStream, path: Path, reason: str) -> Path:
+        """Move an unreadable file aside with its reason beside it (never deleted: the member's own bytes)."""
+        target = self.rejected_dir(stream)
+        target.mkdir(parents=True, exist_ok=True)
+        dest = target / path.name
+        n = 1
+        while dest.exists():
+            dest = target / f"{path.stem}.{n}{path.suffix}"
+            n += 1
+        os.replace(path, dest)
+        dest.with_name(dest.name + ".reason.txt").write_text(
+            f"{dt.datetime.now().isoformat(timespec='seconds')} {self.source.path}: {reason}\n"
+            "Fix the file (or the stream's settings) and drop it into the inbox again.\n", encoding="utf-8")
+        return dest
+
     def check(self) -> None:
         for stream in self.source.streams.values():
             inbox_files(stream, self.inbox(stream))
@@ -97,15 +120,36 @@ class FileConnector(Connector):
                 continue
             seen.add(digest)
             files.append((path, digest))
-        extra = {"files": [], "duplicate_files": duplicates}
+        extra = {"files": [], "duplicate_files": duplicates, "rejected_files": [], "warnings": []}
 
         def batches() -> Iterator[pa.RecordBatch]:
             for path, digest in files:
                 rows = 0
-                for batch in self.read_file(stream, path):
-                    rows += batch.num_rows
-                    yield batch
-                extra["files"].append({"name": path.name, "sha256": digest, "rows": rows})
+                if extraction.savepoint:
+                    extraction.savepoint()
+                try:
+                    for batch in self.read_file(stream, path):
+                        rows += batch.num_rows
+                        yield batch
+                except ExtractError as exc:
+                    if rows and extraction.rollback is None:
+                        raise  # a consumer that cannot drop the rows this file landed: fail, as before
+                    if rows:
+                        extraction.rollback()
+                    reason = privacy.scrub(str(exc)).removeprefix(f"{self.source.path}: ")
+                    moved = self.reject(stream, path, reason)
+                    extra["rejected_files"].append({"name": path.name, "sha256": digest, "reason": reason,
+                                                    "moved_to": str(moved.relative_to(moved.parents[1]))})
+                    log.warning("%s: %s rejected (moved to %s): %s", self.source.path, path.name, moved.parent.name,
+                                reason)
+                    continue
+                entry = {"name": path.name, "sha256": digest, "rows": rows}
+                if rows == 0:
+                    entry["warning"] = "no data rows (empty or header only)"
+                    extra["warnings"].append(f"{path.name}: no data rows (empty or header only) — recorded, not "
+                                             "read again; ask the member whether the export was complete")
+                    log.warning("%s: %s has no data rows (empty or header only)", self.source.path, path.name)
+                extra["files"].append(entry)
 
         def archive(manifest) -> None:
             target = self.archive_dir(stream) / manifest.batch_id
@@ -123,7 +167,8 @@ class FileConnector(Connector):
                 log.info("%s: %d file(s) already ingested before, archived without loading: %s", self.source.path,
                          len(duplicates), ", ".join(d["name"] for d in duplicates))
 
-        return Extraction(batches(), extra=extra, on_landed=archive)
+        extraction = Extraction(batches(), extra=extra, on_landed=archive)
+        return extraction
 
     # ---- readers -----------------------------------------------------------------------------------------
     def read_file(self, stream: FileStream, path: Path) -> Iterator[pa.RecordBatch]:
@@ -146,6 +191,10 @@ class FileConnector(Connector):
             raise ExtractError(f"{self.source.path}: {path.name} is not valid {exc.encoding} text at byte "
                                f"{exc.start} — set the stream's `encoding` (e.g. gb18030) or ask the member to "
                                "export again") from None
+        except (pa.ArrowInvalid, csv.Error, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise ExtractError(f"{self.source.path}: {path.name} could not be read after {line} rows "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}) — ask "
+                               "the member to export it again") from None
 
     def _encoding(self, stream: FileStream, path: Path) -> str:
         return detect_encoding(path) if stream.encoding == "auto" else stream.encoding
