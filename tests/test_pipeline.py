@@ -476,3 +476,103 @@ def test_pipeline_run_exits_non_zero_when_a_stream_failed_after_loading_the_rest
     assert result.exit_code == 1 and "FAILED gone/clinics" in result.output and "inbox" in result.output
     with Warehouse().engine.connect() as c:
         assert c.exec_driver_sql("SELECT count(*) FROM facility").scalar() == 10  # the others still loaded
+
+
+# ---- rows written far behind the watermark: a periodic lookback, and the SQL per-day reconciliation ----------
+
+def _township_his(tmp_path, monkeypatch, cursor_extra: str, stream_extra: str = ""):
+    """A vendor-B-like 前置库 in SQLite (text times) with one lab row an hour for ten days, and its source YAML."""
+    db = tmp_path / "W1.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE jy_jg (jgid TEXT, bgdh TEXT, hzid TEXT, xmdm TEXT, gxsj TEXT)")
+    t0 = dt.datetime(2026, 3, 1)
+    con.executemany("INSERT INTO jy_jg VALUES (?, ?, 'P1', 'JY011', ?)",
+                    [(f"R{i:04d}", f"B{i}", (t0 + dt.timedelta(hours=i)).strftime("%Y/%m/%d %H:%M"))
+                     for i in range(240)])
+    con.commit()
+    con.close()
+    folder = tmp_path / "his_sources"
+    folder.mkdir()
+    (folder / "his_w1.yaml").write_text(f"""\
+kind: sql
+facility_code: W350125101
+connection: {{conn_id: his_w1}}
+streams:
+  lab_results:
+    table: jy_jg
+    cursor: {{column: gxsj, format: "%Y/%m/%d %H:%M"{cursor_extra}}}
+{stream_extra}    dataset: lab_result
+    fields: {{source_record_id: jgid, report_number: bgdh, person_source_record_id: hzid, item_code_local: xmdm,
+             report_at: {{column: gxsj, format: "%Y/%m/%d %H:%M"}}, value_text: {{value: 阴性}},
+             result_status: {{value: final}}}}
+""", encoding="utf-8")
+    monkeypatch.setenv("COUNTYHEALTH_SOURCES_DIR", str(folder))
+    monkeypatch.setenv("AIRFLOW_CONN_HIS_W1", f"sqlite:///{db}")
+    return db
+
+
+def _late_row(db, jgid, when, report="B-late"):
+    with sqlite3.connect(db) as con:
+        con.execute("INSERT INTO jy_jg VALUES (?, ?, 'P1', 'JY011', ?)", (jgid, report, when))
+
+
+def _night(until) -> list:
+    """The night's extract and load of the one stream (pipeline.run without identity and the reports)."""
+    wh = Warehouse()
+    wh.migrate()
+    pipeline.extract("his_w1", "lab_results", until=until, wh=wh)
+    loads, failed = pipeline.load_pending(wh=wh)
+    loads = [s for s in loads if s.status != "skipped"]  # batches of earlier nights
+    assert failed == {} and all(s.status == "loaded" for s in loads), failed
+    return loads
+
+
+def _loaded(wh) -> set[str]:
+    with wh.engine.connect() as c:
+        return set(c.exec_driver_sql("SELECT source_record_id FROM lab_result").scalars())
+
+
+def test_a_lookback_reads_deeper_once_a_week_and_finds_rows_written_behind_the_watermark(tmp_path, monkeypatch):
+    db = _township_his(tmp_path, monkeypatch, ", lookback: {depth: 3d, every: 7d}")
+    wh = Warehouse()
+    _night(dt.datetime(2026, 3, 11))
+    assert wh.watermark("his_w1", "lab_results") == "2026-03-10T23:00:00" and len(_loaded(wh)) == 240
+    _late_row(db, "L1", "2026/03/09 12:30")  # a member whose clock ran a day and a half behind
+    lookback = _night(dt.datetime(2026, 3, 12))  # no deeper read yet: one is due
+    assert "L1" in _loaded(wh)
+    [s] = lookback
+    assert s.datasets["lab_result"]["written"] == 1  # L1; the 73 hourly rows of the 3 days deep are re-read as they were
+    assert s.datasets["lab_result"]["unchanged"] == 73
+    _late_row(db, "L2", "2026/03/09 13:30")
+    quiet = _night(dt.datetime(2026, 3, 13))  # the next deeper read is a week away: the overlap alone misses L2
+    assert "L2" not in _loaded(wh)
+    assert quiet[0].datasets["lab_result"]["extracted"] == quiet[0].datasets["lab_result"]["unchanged"] == 1  # 23:00
+    _night(dt.datetime(2026, 3, 19, 1))  # a week on: read 3 days deep again
+    assert "L2" in _loaded(wh)
+    with wh.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT lookback_at FROM watermark").scalar() == dt.datetime(2026, 3, 19, 1)
+
+
+def test_sql_reconciliation_finds_and_lands_the_days_the_cursor_missed(tmp_path, monkeypatch):
+    db = _township_his(tmp_path, monkeypatch, "", "    reconcile: {days: 5}\n")
+    wh = Warehouse()
+    _night(dt.datetime(2026, 3, 11))
+    _late_row(db, "L1", "2026/03/09 12:30")
+    _late_row(db, "L3", "2026/03/08 02:10", report=None)  # late, and without a report number: quarantined
+    second = _night(dt.datetime(2026, 3, 12))
+    manifests = {s.batch_id: landing.read_manifest(landing.batch_dir("his_w1", "lab_results", s.batch_id))
+                 for s in second}
+    [main] = [s for s in second if "missing_rows" in manifests[s.batch_id].extra["reconciliation"]]
+    [again] = [s for s in second if s is not main]
+    report = manifests[main.batch_id].extra["reconciliation"]
+    assert report["missing_rows"] == 2 and report["days_read_again"] == ["2026-03-08", "2026-03-09"]
+    assert report["batch_id"] == again.batch_id and report["source_rows"] == 5 * 24 + 23 + 2
+    counts = again.datasets["lab_result"]
+    assert (counts["extracted"], counts["written"], counts["unchanged"], counts["quarantined"]) == (50, 1, 48, 1)
+    assert "L1" in _loaded(wh) and wh.watermark("his_w1", "lab_results") == "2026-03-10T23:00:00"
+    with wh.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT source_record_id FROM quarantine").scalars().all() == ["L3"]
+    third = _night(dt.datetime(2026, 3, 13))  # nothing missing now: a quarantined row counts as accounted for
+    [only] = third
+    report = landing.read_manifest(landing.batch_dir("his_w1", "lab_results", only.batch_id)).extra["reconciliation"]
+    assert report["missing_rows"] == 0 and "batch_id" not in report

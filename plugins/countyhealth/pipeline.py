@@ -780,8 +780,10 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
                 manifest = extract(source_id, stream_name, until=until, wh=wh, source=source)
                 summary.extracted[key] = manifest.rows
                 summary.warnings.extend(f"{key}: {w}" for w in extraction_warnings(manifest))
-                validate(landing.batch_dir(source_id, stream_name, manifest.batch_id), source=source,
-                         load_time=load_time, wh=wh)
+                again = manifest.extra.get("reconciliation", {}).get("batch_id")
+                for batch_id in filter(None, (again, manifest.batch_id)):  # the days read again, then the night
+                    validate(landing.batch_dir(source_id, stream_name, batch_id), source=source, load_time=load_time,
+                             wh=wh)
             except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
                 summary.failed[key] = f"{type(exc).__name__}: {privacy.scrub(str(exc))}"
                 failures.record(stage="extract/validate", reason=summary.failed[key], source_id=source_id,

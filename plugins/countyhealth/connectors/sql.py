@@ -70,8 +70,10 @@ class SqlConnector(Connector):
                 raise self._fail("cannot read the table definition", exc) from None
         return self._tables[key]
 
-    def _select(self, stream: SqlStream, window: ExtractWindow, *, count: bool = False):
-        """The statement for a window: reflected table + bound predicate, or the query wrapped likewise."""
+    def _select(self, stream: SqlStream, window: ExtractWindow, *, count: bool = False,
+                columns: list[str] | None = None):
+        """The statement for a window: reflected table + bound predicate, or the query wrapped likewise;
+        ``columns``: only these (the reconciliation's narrow read of keys and cursor values)."""
         cursor = stream.cursor
         if stream.table:
             table = self._table(stream)
@@ -79,6 +81,12 @@ class SqlConnector(Connector):
             if cursor and cursor.column not in table.columns:
                 raise ExtractError(f"{self.source.path}: cursor column {cursor.column!r} is not a column of "
                                    f"{stream.table} — columns: {', '.join(c.name for c in cols)}")
+            if columns is not None:
+                missing = [c for c in columns if c not in table.columns]
+                if missing:
+                    raise ExtractError(f"{self.source.path}: {', '.join(map(repr, missing))} not a column of "
+                                       f"{stream.table} — columns: {', '.join(c.name for c in cols)}")
+                cols = [table.c[c] for c in columns]
             stmt = sa.select(sa.func.count()).select_from(table) if count else sa.select(*cols)
             if cursor:
                 col = table.c[cursor.column]
@@ -95,7 +103,8 @@ class SqlConnector(Connector):
         if cursor:
             self._query_has(stream, cursor.column)
         quote = self.engine.dialect.identifier_preparer.quote
-        sql = f"SELECT {'count(*)' if count else '*'} FROM ({stream.query}) AS countyhealth_q"
+        picked = ", ".join(f"countyhealth_q.{quote(c)}" for c in columns) if columns else "*"
+        sql = f"SELECT {'count(*)' if count else picked} FROM ({stream.query}) AS countyhealth_q"
         params: dict = {}
         if cursor:
             col = f"countyhealth_q.{quote(cursor.column)}"
@@ -156,6 +165,12 @@ class SqlConnector(Connector):
         stream = self.stream(stream_name)
         stmt, params = self._select(stream, window)
         return Extraction(self._batches(stream_name, stream, stmt, params))
+
+    def read_columns(self, stream_name: str, columns: list[str], window: ExtractWindow) -> Iterator[pa.RecordBatch]:
+        """Only ``columns`` of the stream's rows in the window (as text, in cursor order): a narrow read."""
+        stream = self.stream(stream_name)
+        stmt, params = self._select(stream, window, columns=columns)
+        return self._batches(stream_name, stream, stmt, params)
 
     def _batches(self, stream_name, stream: SqlStream, stmt, params) -> Iterator[pa.RecordBatch]:
         try:
