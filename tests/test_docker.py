@@ -71,3 +71,22 @@ def test_postgres_init_creates_both_databases_without_literal_passwords():
     assert "CREATE DATABASE airflow" in sql and "CREATE DATABASE warehouse" in sql
     assert ":'airflow_password'" in sql and "$AIRFLOW_DB_PASSWORD" in sh
     assert (DOCKER / "postgres-init" / "00-passwords.sh").stat().st_mode & 0o111
+
+
+def test_the_image_has_a_documented_place_for_connector_plug_in_packages():
+    import subprocess
+    import sys
+
+    text = (DOCKER / "Dockerfile").read_text()
+    copy = re.search(r"^COPY .*docker/connector-plugins\.txt docker/plugins/ (\S+)$", text, re.M)
+    assert copy, "the Dockerfile copies docker/connector-plugins.txt and docker/plugins/ into the image"
+    dest = copy.group(1).rstrip("/")
+    run = text[copy.end():].split("\nRUN ", 1)[1].split("\n\n")[0]
+    assert f"--find-links {dest}" in run and f"-r {dest}/connector-plugins.txt" in run
+    assert text.index("-e /opt/countyhealth") < copy.start()  # after the package: its entry points register
+    assert "docker/connector-plugins.txt" in (ROOT / "docs" / "connectors.md").read_text(encoding="utf-8")
+    # the requirements file as shipped is one pip reads (comments only: nothing extra to install)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--quiet",
+                           "--find-links", str(DOCKER / "plugins"), "-r", str(DOCKER / "connector-plugins.txt")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

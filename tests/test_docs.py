@@ -21,3 +21,29 @@ def test_includes_exist_where_docs_promise_them():
     for path in ("sources/public_health.yaml", "sources/contracts.yaml", "docs/examples/sources/lis_h350125003.yaml",
                  "plugins/countyhealth/connectors/hl7.py", "setup.cfg"):
         assert f"<!-- include: {path}" in text, path
+
+
+def test_every_source_yaml_key_is_in_the_generated_reference():
+    """docs/connectors.md's key reference is what the config types say now, and no key lacks a description."""
+    doc = ROOT / "docs" / "connectors.md"
+    assert sync_docs.sync_reference(doc, write=False) == [], "run `python scripts/sync_docs.py`"
+    text = doc.read_text(encoding="utf-8")
+    for key in ("auth.request_format", "error_handler.response_filters[].action", "rate_limit.max_consecutive_throttled",
+                "paginator.has_more_field", "cursor.lookback.depth", "reconcile.days", "rejected", "paginator.params"):
+        assert f"| `{key}` |" in text, key
+    assert "docs/examples/sources/lis_regional.yaml" in text
+
+
+def test_an_undocumented_key_fails_the_reference(monkeypatch):
+    from pydantic import Field
+
+    from countyhealth.connectors import typing as t
+
+    class Careless(t.Model):
+        documented: int = Field(1, description="fine")
+        forgotten: int = 2
+
+    import pytest
+
+    with pytest.raises(sync_docs.UndocumentedKey, match="Careless.forgotten has no description"):
+        sync_docs._rows(Careless)

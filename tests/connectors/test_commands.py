@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -62,6 +63,29 @@ def test_a_cursor_the_rows_do_not_carry_fails_check_and_extraction(tmp_path, tem
         env.stop()
 
 
+def test_check_validate_runs_the_suites_on_a_sample_and_names_each_fix(tmp_path, template, monkeypatch):
+    env = make_env(tmp_path, template, monkeypatch)
+    try:
+        # a new township centre's file written from memory: births without their format, sex codes without a map
+        (env.sources / "his_new.yaml").write_text(
+            "extends: _vendors/his_vendor_b.yaml\nfacility_code: W350125101\nconnection: {conn_id: his_w350125101}\n"
+            "streams:\n  patients:\n    fields:\n      birth_date: csrq\n      sex_code: xb\n", encoding="utf-8")
+        result = CliRunner().invoke(sources, ["check", "his_new", "--validate", "--sample", "50", "--rows", "1"])
+        out = result.output
+        assert result.exit_code == 1, out
+        patients = int(re.search(r"patients: (\d+) rows", out).group(1))
+        assert f"validated {patients} sample row(s) with the person suite: {patients} would be quarantined" in out
+        assert f"person.conformance.parse.birth_date: {patients} row(s)" in out
+        assert 'add a date format: `birth_date: {column: csrq, format: "%Y%m%d"}`' in out
+        assert "person.conformance.sex_code_code" in out and "add a value map: `sex_code: {column: xb, map: {" in out
+        assert "the codes of sex are 0, 1, 2, 9" in out
+        good = CliRunner().invoke(sources, ["check", "his_w350125101", "--validate", "--sample", "50"])
+        assert good.exit_code == 0, good.output
+        assert re.search(r"validated \d+ sample row\(s\) with the lab_result suite: 0 would be quarantined", good.output)
+    finally:
+        env.stop()
+
+
 def test_check_reports_an_unreachable_source_and_exits_non_zero(tmp_path, template, monkeypatch):
     env = make_env(tmp_path, template, monkeypatch)
     env.stop()  # the platform is down
@@ -79,6 +103,9 @@ def test_new_scaffolds_a_file_check_accepts(tmp_path, monkeypatch):
     assert "kind: rest" in text and "REQUIRED" in text and "report_at" in text
     again = CliRunner().invoke(sources, ["new", "lis_maternal", "--kind", "rest"])
     assert again.exit_code != 0 and "exists already" in again.output
+    both = CliRunner().invoke(sources, ["new", "qianyue_api", "--kind", "rest", "--dataset", "contract", "--dataset",
+                                        "person"])
+    assert both.exit_code == 0 and "- dataset: person" in (tmp_path / "qianyue_api.yaml").read_text()
     bad = CliRunner().invoke(sources, ["new", "Bad-Name", "--kind", "sql"])
     assert bad.exit_code != 0
     (tmp_path / "lis_maternal.yaml").write_text(text.replace("SOURCE_COLUMN", "x"))

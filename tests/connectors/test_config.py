@@ -164,3 +164,14 @@ def test_yaml_no_and_y_stay_strings(tmp_path):
     fields = load_source(path).streams["labs"].maps[0].fields
     assert fields["report_number"].column == "NO"
     assert fields["result_status"].map == {"Y": "final", "N": "preliminary"}
+
+
+@pytest.mark.parametrize("kind", ["sql", "rest", "file"])
+def test_a_scaffold_maps_one_stream_to_several_datasets(tmp_path, kind):
+    """A contract platform's export carries the resident too: one stream, a contract map and a person map."""
+    text = scaffold.render(kind, "qianyue_api", dataset=["contract", "person"], facility_code="W1")
+    assert text.count("- dataset: ") == 2 and "maps:" in text
+    src = load_source(scaffold.write(tmp_path / "qianyue_api.yaml", text.replace("SOURCE_COLUMN", "col")), tmp_path)
+    [stream] = src.streams.values()
+    assert stream.datasets == ["contract", "person"]
+    assert {"contract_number", "sign_date"} <= set(stream.maps[0].fields) and "name" in stream.maps[1].fields

@@ -31,14 +31,16 @@ _MSH_START = re.compile(r"(?m)^(?=MSH\|)")
 # [START hl7_config]
 class Hl7Stream(StreamBase):
     path: str = Field(..., description="inbox directory of .hl7 files (${VAR} allowed)")
-    pattern: str = "*.hl7"
+    pattern: str = Field("*.hl7", description="glob of message files in the inbox")
     encoding: str = Field("auto", description="HL7 files from Chinese LIS are often GB18030 (MSH-18)")
-    archive: str | None = None
+    archive: str | None = Field(None, description="where ingested files go (default: `archive` beside the inbox)")
+    rejected: str | None = Field(None, description="where an unreadable file goes, with its reason (default: "
+                                                   "`rejected` beside the inbox)")
 
 
 class Hl7Source(SourceBase):
     kind: Literal["hl7"]
-    streams: dict[str, Hl7Stream]
+    streams: dict[str, Hl7Stream] = Field(..., description="named streams (inboxes of message files)")
 # [END hl7_config]
 
 

@@ -32,9 +32,7 @@ streams:
       column: UPDATE_TIME
       format: "%Y-%m-%d %H:%M:%S"         # how the source writes it (omit for real timestamps / ISO)
       overlap: 15m                        # re-read a little to absorb member clocks running behind
-    dataset: {dataset}
-    fields:                               # canonical field: source column (or {{column, format, map, ...}})
-{fields}
+{{mapping}}
 """,
     "rest": """\
 kind: rest
@@ -51,9 +49,7 @@ streams:
     records_field: data.records           # dotted path to the list of records in a response
     since_param: updated_since            # the API's incremental parameter
     cursor: {{column: updated_at, format: "%Y-%m-%dT%H:%M:%S"}}
-    dataset: {dataset}
-    fields:
-{fields}
+{{mapping}}
 """,
     "file": """\
 kind: file
@@ -65,9 +61,7 @@ streams:
     pattern: "*.csv"
     format: auto                          # csv, xlsx or jsonl; auto goes by extension
     encoding: auto                        # UTF-8 if the file is UTF-8, else GB18030
-    dataset: {dataset}
-    fields:
-{fields}
+{{mapping}}
 """,
     "hl7": """\
 kind: hl7
@@ -97,7 +91,7 @@ streams:
 }
 
 
-def _field_lines(dataset: str) -> str:
+def _field_lines(dataset: str, indent: str = "      ") -> str:
     lines = []
     for f in model.fields(dataset):
         if f.name in ("source_id", "batch_id", "facility_code"):
@@ -105,15 +99,30 @@ def _field_lines(dataset: str) -> str:
         mark = "REQUIRED " if f.required else ""
         target = "SOURCE_COLUMN" if f.required else "  # SOURCE_COLUMN"
         if f.required:
-            lines.append(f"      {f.name}: {target:<22}# {mark}{f.doc}")
+            lines.append(f"{indent}{f.name}: {target:<22}# {mark}{f.doc}")
         else:
-            lines.append(f"      # {f.name}: SOURCE_COLUMN  — {f.doc}")
+            lines.append(f"{indent}# {f.name}: SOURCE_COLUMN  — {f.doc}")
     return "\n".join(lines)
 
 
-def render(kind: str, name: str, *, dataset: str = "lab_result", stream: str | None = None,
+def _mapping(datasets: list[str]) -> str:
+    """One dataset: ``dataset`` + ``fields``; several from one stream (a contract export carrying the resident):
+    a ``maps`` list, one entry per dataset, each with every field of its dataset commented."""
+    if len(datasets) == 1:
+        return (f"    dataset: {datasets[0]}\n"
+                "    fields:                               # canonical field: source column (or {column, format, map, ...})\n"
+                + _field_lines(datasets[0]))
+    blocks = ["    maps:                                 # one stream, several canonical datasets"]
+    for ds in datasets:
+        blocks.append(f"      - dataset: {ds}\n        fields:\n" + _field_lines(ds, indent="          "))
+    return "\n".join(blocks)
+
+
+def render(kind: str, name: str, *, dataset: str | list[str] = "lab_result", stream: str | None = None,
            description: str | None = None, facility_code: str = "FACILITY_CODE", conn_id: str | None = None,
            table: str = "TABLE_NAME", code_system: str | None = None) -> str:
+    datasets = [dataset] if isinstance(dataset, str) else list(dataset)
+    dataset = datasets[0]
     from countyhealth.connectors import connector_class
 
     if kind in TEMPLATES:
@@ -126,7 +135,7 @@ def render(kind: str, name: str, *, dataset: str = "lab_result", stream: str | N
                   description=description or f"{name} ({kind} source)", facility_code=facility_code,
                   conn_id=conn_id or name, table=table, code_system=code_system or f"{name}_codes",
                   fields=_field_lines(dataset))
-    return _HEADER.format(**values) + body.format(**values)
+    return _HEADER.format(**values) + body.format(**values).replace("{mapping}", _mapping(datasets))
 
 
 def write(path: Path, text: str) -> Path:
