@@ -233,3 +233,34 @@ def test_client_rate_and_a_cap_on_consecutive_429s_not_a_total(lab_api, lab_coun
     with pytest.raises(ExtractError, match=r"'too many requests' 4 times in a row — lower "
                                            r"`rate_limit.requests_per_second`"):
         extract_ids(connector(lab_api, rate_limit={"max_consecutive_throttled": 3}))
+
+
+def test_the_vendor_api_runs_as_a_process_stopped_by_pid(lab_county):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "countyhealth"
+    proc = subprocess.Popen([str(exe), "simulate", "serve-regional-lab", "--county", str(lab_county), "--port",
+                             str(port), "--token-encoding", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ))
+    try:
+        for _ in range(150):
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        body = {"client_id": "lis-regional-demo", "client_secret": "lis-demo-secret", "grant_type": "client_credentials"}
+        assert requests.post(f"http://127.0.0.1:{port}/oauth/token", data=body, timeout=5).status_code == 401
+        assert requests.post(f"http://127.0.0.1:{port}/oauth/token", json=body, timeout=5).json()["data"]["access_token"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0

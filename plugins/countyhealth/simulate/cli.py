@@ -33,8 +33,10 @@ def simulate() -> None:
 @click.option("--noise-scale", default=1.0, show_default=True, help="Multiply every noise rate (0 = a clean county).")
 @click.option("--his-url-template", default=None,
               help="SQLAlchemy URL with {facility}, e.g. postgresql+psycopg://u@h/his_{facility} (default SQLite files).")
+@click.option("--regional-lab", is_flag=True,
+              help="Add the regional lab centre's LIS behind its vendor's API (serve it with serve-regional-lab).")
 def generate_command(out, residents, days, start_date, seed, county_hospitals, townships, villages_per_township,
-                     noise_scale, his_url_template) -> None:
+                     noise_scale, his_url_template, regional_lab) -> None:
     """Generate a county and N days of its members' data, with ground truth beside it."""
     from countyhealth.simulate.county import CountyConfig, generate
     from countyhealth.simulate.noise import NoiseRates
@@ -43,7 +45,7 @@ def generate_command(out, residents, days, start_date, seed, county_hospitals, t
     cfg = CountyConfig(seed=seed, residents=residents, days=days, start_date=start_date.date(),
                        county_hospitals=county_hospitals, townships=townships,
                        villages_per_township=villages_per_township, his_url_template=his_url_template,
-                       noise=NoiseRates.scaled(noise_scale))
+                       noise=NoiseRates.scaled(noise_scale), regional_lab=regional_lab)
     t0 = dt.datetime.now()
     manifest = generate(folder, cfg)
     _summary(folder, manifest, (dt.datetime.now() - t0).total_seconds())
@@ -132,6 +134,38 @@ def serve_public_health(county, host, port, rate_limit, fault_5xx, fault_slow, s
 
     signal.signal(signal.SIGTERM, stop)
     click.echo(f"public-health platform on http://{host}:{server.port} (token: POST /api/v1/auth/token)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+
+
+@simulate.command("serve-regional-lab")
+@click.option("--county", default=None)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8766, show_default=True)
+@click.option("--token-encoding", type=click.Choice(["form", "json"]), default="form", show_default=True,
+              help="The body encoding its token endpoint reads.")
+@click.option("--busy-every", default=0, show_default=True, help="Every N-th page answers code 50001 (0: never).")
+@click.option("--burst-every", default=0, show_default=True, help="Every N-th page starts a burst of 429s (0: never).")
+@click.option("--max-page-size", default=100, show_default=True, help="The page size it caps requests at.")
+def serve_regional_lab(county, host, port, token_encoding, busy_every, burst_every, max_page_size) -> None:
+    """Run the regional lab centre's vendor API over the county's LIS store (until killed)."""
+    from countyhealth.simulate.regional_lab import LabApiConfig, LabApiServer
+
+    client_id, client_secret = LabApiConfig.default_credentials()
+    cfg = LabApiConfig(db_path=_county_dir(county) / "regional_lab" / "lis.sqlite", client_id=client_id,
+                       client_secret=client_secret, token_encoding=token_encoding, busy_every=busy_every,
+                       burst_every=burst_every, max_page_size=max_page_size)
+    server = LabApiServer(cfg, port=port, host=host)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"regional lab API on http://{host}:{server.port} (token: POST /oauth/token)", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
