@@ -127,13 +127,16 @@ def serve_public_health(county, host, port, rate_limit, fault_5xx, fault_slow, s
     cfg = ServerConfig(db_path=_county_dir(county) / "public_health" / "platform.sqlite", app_key=key,
                        app_secret=secret, token_ttl_s=token_ttl, rate_limit=rate_limit, fault_5xx=fault_5xx,
                        fault_slow=fault_slow, slow_seconds=slow_seconds, fault_truncate=fault_truncate)
-    server = PublicHealthServer(cfg, port=port, host=host)
+    _serve(PublicHealthServer(cfg, port=port, host=host), "public-health platform", host, "POST /api/v1/auth/token")
 
+
+def _serve(server, what: str, host: str, token: str) -> None:
+    """Serve in the foreground until SIGTERM (tests and the demo stop it by PID) or Ctrl-C."""
     def stop(*_):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    click.echo(f"public-health platform on http://{host}:{server.port} (token: POST /api/v1/auth/token)", err=True)
+    click.echo(f"{what} on http://{host}:{server.port} (token: {token})", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -159,16 +162,4 @@ def serve_regional_lab(county, host, port, token_encoding, busy_every, burst_eve
     cfg = LabApiConfig(db_path=_county_dir(county) / "regional_lab" / "lis.sqlite", client_id=client_id,
                        client_secret=client_secret, token_encoding=token_encoding, busy_every=busy_every,
                        burst_every=burst_every, max_page_size=max_page_size)
-    server = LabApiServer(cfg, port=port, host=host)
-
-    def stop(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    click.echo(f"regional lab API on http://{host}:{server.port} (token: POST /oauth/token)", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
+    _serve(LabApiServer(cfg, port=port, host=host), "regional lab API", host, "POST /oauth/token")

@@ -32,6 +32,23 @@ class SlidingWindow:
             return True
 
 
+def credentials(key_var: str, secret_var: str, key: str, secret: str) -> tuple[str, str]:
+    """A platform's credentials from two environment variables, or the demo's."""
+    import os
+
+    return os.environ.get(key_var, key), os.environ.get(secret_var, secret)
+
+
+class ApiState:
+    """What a running platform keeps: its settings (changeable while it runs), issued tokens, its rate window."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.tokens: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.window = SlidingWindow(cfg.rate_limit)
+
+
 class JsonHandler(BaseHTTPRequestHandler):
     """A request handler that answers JSON (or an HTML error page, as gateways do) and reads form or JSON bodies."""
 

@@ -22,13 +22,12 @@ import json
 import random
 import secrets
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from countyhealth.simulate.http_api import ApiServer, JsonHandler, SlidingWindow
+from countyhealth.simulate.http_api import ApiServer, ApiState, JsonHandler, credentials
 from countyhealth.simulate.noise import future_typo
 from countyhealth.simulate.residents import Resident
 
@@ -187,19 +186,13 @@ class ServerConfig:
 
     @staticmethod
     def default_credentials() -> tuple[str, str]:
-        """The platform's app key and secret: COUNTYHEALTH_PH_APP_KEY / _SECRET, or the demo's."""
-        import os
-
-        return (os.environ.get("COUNTYHEALTH_PH_APP_KEY", "countyhealth-demo"),
-                os.environ.get("COUNTYHEALTH_PH_APP_SECRET", "demo-secret"))
+        """The platform's app key and secret: COUNTYHEALTH_PH_APP_KEY / COUNTYHEALTH_PH_APP_SECRET, or the demo's."""
+        return credentials("COUNTYHEALTH_PH_APP_KEY", "COUNTYHEALTH_PH_APP_SECRET", "countyhealth-demo", "demo-secret")
 
 
-class _State:
+class _State(ApiState):
     def __init__(self, cfg: ServerConfig):
-        self.cfg = cfg
-        self.tokens: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self.window = SlidingWindow(cfg.rate_limit)
+        super().__init__(cfg)
         self.rng = random.Random(cfg.seed)
         self.requests = 0
 

@@ -29,7 +29,6 @@ import json
 import random
 import secrets
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from urllib.parse import parse_qs, urlparse
 
 from countyhealth import reference
 from countyhealth.simulate import his
-from countyhealth.simulate.http_api import ApiServer, JsonHandler, SlidingWindow
+from countyhealth.simulate.http_api import ApiServer, ApiState, JsonHandler, credentials
 from countyhealth.simulate.noise import future_typo
 
 SOURCE_ID = "lis_regional"
@@ -172,18 +171,13 @@ class LabApiConfig:
     @staticmethod
     def default_credentials() -> tuple[str, str]:
         """The platform's client id and secret: COUNTYHEALTH_LIS_CLIENT_ID / _SECRET, or the demo's."""
-        import os
-
-        return (os.environ.get("COUNTYHEALTH_LIS_CLIENT_ID", "lis-regional-demo"),
-                os.environ.get("COUNTYHEALTH_LIS_CLIENT_SECRET", "lis-demo-secret"))
+        return credentials("COUNTYHEALTH_LIS_CLIENT_ID", "COUNTYHEALTH_LIS_CLIENT_SECRET", "lis-regional-demo",
+                           "lis-demo-secret")
 
 
-class _State:
+class _State(ApiState):
     def __init__(self, cfg: LabApiConfig):
-        self.cfg = cfg
-        self.tokens: dict[str, float] = {}
-        self.lock = threading.Lock()
-        self.window = SlidingWindow(cfg.rate_limit)
+        super().__init__(cfg)
         self.data_requests = 0
         self.burst_left = 0
         self.counts = {"token_requests": 0, "tokens_issued": 0, "expired_tokens_presented": 0, "throttled": 0,
