@@ -78,8 +78,23 @@ def test_loading_the_same_batch_twice_is_idempotent(warehouse_url):
     second = wh.load("lab_result", batch)
     assert (first.rows_in, first.rows_loaded, first.duplicates) == (500, 500, 0)
     assert second.rows_loaded == 500
+    assert (first.rows_written, first.rows_unchanged, second.rows_written, second.rows_unchanged) == (500, 0, 0, 500)
     assert wh.count("lab_result") == count1 == 500
     assert wh.checksum("lab_result") == sum1
+
+
+def test_rows_written_are_told_from_rows_re_read_unchanged(warehouse_url):
+    """The overlap re-reads rows every night: the load says how many changed, so "loaded" is not overstated."""
+    wh = Warehouse(warehouse_url)
+    wh.migrate()
+    wh.load("lab_result", lab_rows(100))
+    later = dt.datetime(2026, 3, 2, 8, 0)
+    night = pa.concat_tables([lab_rows(90),                                     # re-read as they were
+                              lab_rows(5, start=90, updated=later, value=6.2),  # corrected since
+                              lab_rows(5, start=95, updated=dt.datetime(2026, 2, 1), value=1.0),  # older: not applied
+                              lab_rows(20, start=100)])                         # new
+    result = wh.load("lab_result", night)
+    assert (result.rows_loaded, result.rows_written, result.rows_unchanged) == (120, 25, 95)
 
 
 def test_both_engines_hold_the_same_content(pg_url, duckdb_url):
