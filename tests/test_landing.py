@@ -65,3 +65,34 @@ def test_cursor_end_is_the_highest_seen_and_empty_batches_land(tmp_path):
 def test_unknown_batch_id_names_the_fix(tmp_path):
     with pytest.raises(landing.LandingError, match="batches list"):
         landing.find_batch("nope", root=tmp_path)
+
+
+def test_a_failed_unit_is_rolled_back_and_small_units_share_parts(tmp_path, monkeypatch):
+    """A drop of many small files lands in few parts; a file that fails leaves nothing, before or after it spills."""
+    import pyarrow as pa
+
+    from countyhealth import landing
+
+    def rows(n, tag):
+        return pa.table({"k": [f"{tag}{i}" for i in range(n)]})
+
+    monkeypatch.setattr(landing, "UNIT_BUFFER_ROWS", 50)
+    with landing.BatchWriter("s", "t", ["facility"], root=tmp_path) as w:
+        for i in range(10):  # ten small files
+            w.savepoint()
+            w.write(rows(3, f"f{i}-"))
+        w.savepoint()
+        w.write(rows(20, "bad-"))  # fails while held in memory
+        w.rollback()
+        w.savepoint()
+        w.write(rows(40, "big-"))
+        w.write(rows(40, "big-"))  # past the buffer: its own parts
+        w.rollback()
+        w.savepoint()
+        w.write(rows(2, "last-"))
+        m = w.commit()
+    keys = [k for b in landing.iter_batches(w.dir) for k in b.column("k").to_pylist()]
+    positions = [r for b in landing.iter_batches(w.dir) for r in b.column("_row").to_pylist()]
+    assert m.rows == len(keys) == 32 and not any(k.startswith(("bad", "big")) for k in keys)
+    assert positions == list(range(32)) and len(m.files) <= 2
+    assert sorted(p.name for p in w.dir.iterdir()) == sorted([f.path for f in m.files] + ["manifest.json"])

@@ -40,6 +40,7 @@ from countyhealth import privacy, settings
 MANIFEST = "manifest.json"
 PROGRESS = "progress.json"  # an incomplete, resumable batch: its committed parts and where it stands
 ROW = "_row"  # position of a row in its batch: what quarantine and findings point at
+UNIT_BUFFER_ROWS = 100_000  # rows of a unit that may fail (a file) held in memory before it gets parts of its own
 
 
 @dataclass
@@ -134,6 +135,8 @@ class BatchWriter:
         self.progress: dict | None = None  # the last checkpoint (what progress.json says)
         self._resumed = False
         self._saved: tuple[int, int] | None = None  # (files, rows) at the savepoint
+        self._unit: list[pa.Table] | None = None  # rows of the unit since the savepoint, while held in memory
+        self._unit_rows = 0
 
     @classmethod
     def resume(cls, path: Path, **kwargs) -> "BatchWriter":
@@ -176,6 +179,16 @@ class BatchWriter:
         if ROW in table.column_names:
             table = table.drop_columns([ROW])
         table = table.append_column(ROW, pa.array(range(self.rows, self.rows + table.num_rows), pa.int64()))
+        self.rows += table.num_rows
+        if self._unit is not None:  # a unit that may still fail (a file): held back while it is small
+            self._unit.append(table)
+            self._unit_rows += table.num_rows
+            if self._unit_rows >= UNIT_BUFFER_ROWS:
+                self._spill_unit()
+            return
+        self._to_parts(table)
+
+    def _to_parts(self, table: pa.Table) -> None:
         if self._writer is not None and not table.schema.equals(self.schema):
             self._close_part()  # the source's columns changed (e.g. a JSON page without some key): new part
         offset = 0
@@ -185,7 +198,6 @@ class BatchWriter:
             take = min(self.rows_per_file - self._part_rows, table.num_rows - offset)
             self._writer.write_table(table.slice(offset, take))
             self._part_rows += take
-            self.rows += take
             offset += take
             if self._part_rows >= self.rows_per_file:
                 self._close_part()
@@ -218,6 +230,7 @@ class BatchWriter:
         """Commit the parts written so far: a failure after this keeps them, and the next try resumes the batch
         from ``position`` (what the extraction needs to go on: e.g. the cursor value every row up to which
         has landed)."""
+        self._end_unit()
         self._close_part()
         self.progress = {"source_id": self.source_id, "stream": self.stream, "datasets": self.datasets,
                          "batch_id": self.batch_id, "rows": self.rows, "files": [asdict(f) for f in self.files],
@@ -230,16 +243,34 @@ class BatchWriter:
         atomic_write_bytes(self.dir / PROGRESS, json.dumps(self.progress, ensure_ascii=False, indent=1).encode())
 
     def savepoint(self) -> None:
-        """Mark where a unit that may fail on its own (a file) begins; :meth:`rollback` drops what it wrote."""
-        self._close_part()
+        """Mark where a unit that may fail on its own (a file) begins; :meth:`rollback` drops what it wrote.
+
+        The unit's rows are held in memory while they are few (a drop of many small files stays in few parts);
+        past ``UNIT_BUFFER_ROWS`` the part before it is closed and the unit goes on into parts of its own."""
+        self._end_unit()
+        self._unit, self._unit_rows = [], 0
         self._saved = (len(self.files), self.rows)
 
     def rollback(self) -> None:
         if self._saved is None:
             raise LandingError("rollback without a savepoint")
+        if self._unit is not None:  # still in memory: the parts hold nothing of it
+            self._unit, self.rows = None, self._saved[1]
+            return
         self._truncate(*self._saved)
 
+    def _end_unit(self) -> None:
+        unit, self._unit = self._unit, None
+        for table in unit or ():
+            self._to_parts(table)
+
+    def _spill_unit(self) -> None:
+        self._close_part()  # the rows before the unit are safe in their part
+        self._saved = (len(self.files), self._saved[1])
+        self._end_unit()
+
     def _truncate(self, files: int, rows: int) -> None:
+        self._unit = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -251,6 +282,7 @@ class BatchWriter:
         self.files, self.rows = self.files[:files], rows
 
     def commit(self, extra: dict | None = None) -> Manifest:
+        self._end_unit()
         self._close_part()
         manifest = Manifest(  # an empty batch still lands: it records that the window was read
             self.source_id, self.stream, self.datasets, self.batch_id, self.rows, self.files,
