@@ -17,7 +17,8 @@ Files are written atomically (temp file, fsync, rename), and the manifest is wri
 directory without a manifest is an interrupted extraction and is never validated or loaded. A long extraction
 whose rows come in cursor order commits its parts as it goes (:meth:`BatchWriter.checkpoint`): ``progress.json``
 lists the parts committed so far and where the extraction stands, and the next try of the stream resumes the
-batch from there (:func:`incomplete_batches`, :meth:`BatchWriter.resume`). Nothing rewrites a landed batch; later stages write beside it (e.g. ``validation/``) and any batch can be replayed.
+batch from there (:func:`incomplete_batches`, :meth:`BatchWriter.resume`). Nothing rewrites a landed batch;
+later stages write beside it (e.g. ``validation/``) and any batch can be replayed.
 Parallel tasks write only here; the warehouse has a single writer (DESIGN.md).
 """
 

@@ -213,9 +213,8 @@ class CursorBoundary:
         valid = times.drop_null()
         if len(valid) == 0:
             return table, table.slice(0, 0)
-        previous = pa.concat_arrays([pa.array([self.top], pa.timestamp("us")), valid.slice(0, len(valid) - 1)])             if self.top is not None else valid.slice(0, len(valid) - 1)
-        later = valid.slice(1) if self.top is None else valid
-        if len(later) and pc.any(pc.less(later, previous)).as_py():
+        seq = valid if self.top is None else pa.concat_arrays([pa.array([self.top], pa.timestamp("us")), valid])
+        if len(seq) > 1 and pc.any(pc.less(seq.slice(1), seq.slice(0, len(seq) - 1))).as_py():
             raise CursorOrderError(
                 f"{self.where}: rows do not come in ascending order of cursor {self.cursor.column!r}, which "
                 "resumable extraction relies on — for a REST stream remove `cursor.ordered` (the API does not "
