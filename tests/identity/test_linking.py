@@ -559,7 +559,7 @@ def test_migration_0012_keeps_the_identity_tables_and_stores_their_ciphertext_un
                     for t in ("identity_record", "golden_person", "person_link")]
 
     kept = tables()
-    assert wh.migrate() == [12]
+    assert wh.migrate() == _versions_from(12, dialect)  # 0012 and any later one
     assert tables() == kept
     load_people(wh, [rec("contracts", "Q1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000003")])
     identity.run(wh)  # (a repeat, written to the new table)
