@@ -284,6 +284,7 @@ def _landed_ids(batch_dir) -> list[str]:
     return [v for b in landing.iter_batches(batch_dir) for v in b.column("jgid").to_pylist()]
 
 
+@pytest.mark.slow
 def test_a_sql_extraction_that_dies_midway_resumes_after_its_last_part(postgres_server, duckdb_url, monkeypatch):
     from countyhealth.connectors.base import ExtractError
     from countyhealth.connectors.sql import SqlConnector
@@ -396,6 +397,7 @@ streams:
     return folder
 
 
+@pytest.mark.slow
 def test_one_unreadable_file_never_blocks_the_good_ones_and_the_night_says_so(tmp_path, monkeypatch):
     import json
 
@@ -460,6 +462,7 @@ def test_one_unreadable_file_never_blocks_the_good_ones_and_the_night_says_so(tm
                                  "source_record_id LIKE 'C005%' OR source_record_id LIKE 'C006%'").scalar() == 0
 
 
+@pytest.mark.slow
 def test_pipeline_run_exits_non_zero_when_a_stream_failed_after_loading_the_rest(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -532,6 +535,7 @@ def _loaded(wh) -> set[str]:
         return set(c.exec_driver_sql("SELECT source_record_id FROM lab_result").scalars())
 
 
+@pytest.mark.slow
 def test_a_lookback_reads_deeper_once_a_week_and_finds_rows_written_behind_the_watermark(tmp_path, monkeypatch):
     db = _township_his(tmp_path, monkeypatch, ", lookback: {depth: 3d, every: 7d}")
     wh = Warehouse()
@@ -553,6 +557,7 @@ def test_a_lookback_reads_deeper_once_a_week_and_finds_rows_written_behind_the_w
         assert c.exec_driver_sql("SELECT lookback_at FROM watermark").scalar() == dt.datetime(2026, 3, 19, 1)
 
 
+@pytest.mark.slow
 def test_sql_reconciliation_finds_and_lands_the_days_the_cursor_missed(tmp_path, monkeypatch):
     db = _township_his(tmp_path, monkeypatch, "", "    reconcile: {days: 5}\n")
     wh = Warehouse()

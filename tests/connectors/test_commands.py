@@ -63,6 +63,7 @@ def test_a_cursor_the_rows_do_not_carry_fails_check_and_extraction(tmp_path, tem
         env.stop()
 
 
+@pytest.mark.slow
 def test_check_validate_runs_the_suites_on_a_sample_and_names_each_fix(tmp_path, template, monkeypatch):
     env = make_env(tmp_path, template, monkeypatch)
     try:

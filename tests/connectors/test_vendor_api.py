@@ -235,6 +235,7 @@ def test_client_rate_and_a_cap_on_consecutive_429s_not_a_total(lab_api, lab_coun
         extract_ids(connector(lab_api, rate_limit={"max_consecutive_throttled": 3}))
 
 
+@pytest.mark.slow
 def test_the_vendor_api_runs_as_a_process_stopped_by_pid(lab_county):
     import os
     import signal
