@@ -14,6 +14,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 
+def platform_db(path, tables: dict[str, list[str]], *, fresh: bool):
+    """A platform's SQLite store: made anew (text columns) when ``fresh``, else opened as it is."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fresh and path.exists():
+        path.unlink()
+    db = sqlite3.connect(path)
+    if fresh:
+        for name, columns in tables.items():
+            db.execute(f"CREATE TABLE {name} ({', '.join(c + ' TEXT' for c in columns)})")
+    return db
+
+
 class SlidingWindow:
     """At most ``limit`` events in any second (thread-safe): the platforms' own rate limit."""
 

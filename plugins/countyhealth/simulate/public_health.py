@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from countyhealth.simulate.http_api import ApiServer, ApiState, JsonHandler, credentials
+from countyhealth.simulate.http_api import ApiServer, ApiState, JsonHandler, credentials, platform_db
 from countyhealth.simulate.noise import future_typo
 from countyhealth.simulate.residents import Resident
 
@@ -41,14 +41,9 @@ class PlatformStore:
     """Writes the platform's tables while the county is generated."""
 
     def __init__(self, path: Path, county, *, fresh: bool = True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fresh and path.exists():
-            path.unlink()
-        self.db = sqlite3.connect(path)
+        self.db = platform_db(path, {"health_record": RECORD_COLUMNS, "followup": FOLLOWUP_COLUMNS}, fresh=fresh)
         self.county = county
         if fresh:
-            self.db.execute(f"CREATE TABLE health_record ({', '.join(c + ' TEXT' for c in RECORD_COLUMNS)})")
-            self.db.execute(f"CREATE TABLE followup ({', '.join(c + ' TEXT' for c in FOLLOWUP_COLUMNS)})")
             self.db.execute("CREATE INDEX ix_hr_updated ON health_record (updated_at, dabh)")
             self.db.execute("CREATE INDEX ix_fu_updated ON followup (updated_at, sfid)")
         # a record update replaces the row by its number: without this index every update scans the table,

@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlparse
 
 from countyhealth import reference
 from countyhealth.simulate import his
-from countyhealth.simulate.http_api import ApiServer, ApiState, JsonHandler, credentials
+from countyhealth.simulate.http_api import ApiServer, ApiState, JsonHandler, credentials, platform_db
 from countyhealth.simulate.noise import future_typo
 
 SOURCE_ID = "lis_regional"
@@ -59,13 +59,9 @@ class LabStore:
     """Writes the centre's results while the county is generated."""
 
     def __init__(self, path: Path, county, *, fresh: bool = True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fresh and path.exists():
-            path.unlink()
-        self.db = sqlite3.connect(path)
+        self.db = platform_db(path, {TABLE: COLUMNS}, fresh=fresh)
         self.county = county
         if fresh:
-            self.db.execute(f"CREATE TABLE {TABLE} ({', '.join(c + ' TEXT' for c in COLUMNS)})")
             self.db.execute(f"CREATE INDEX ix_lis_updated ON {TABLE} (updateTime, id)")
         self.seq = 0
         self.patients: dict[int, dict] = {}  # resident index -> the patient as the LIS registered them
