@@ -55,3 +55,56 @@ def score(assignment: dict[str, str], truth: dict[str, str]) -> Score:
     split = sum(1 for ps in persons_of.values() if len(ps) > 1)
     return Score(len(assignment), len(resident_sizes), len(person_sizes), precision, recall, f1, wrongly,
                  len(mixed), split)
+
+
+@dataclass
+class KindScore:
+    kind: str
+    records: int  # records carrying this kind of noise
+    precision: float  # of predicted pairs holding such a record
+    recall: float  # of true pairs holding such a record
+    wrongly_merged_residents: int  # residents with such a record, sharing a person id with another resident
+    split_residents: int  # residents with such a record, spread over more than one person id
+
+
+def score_by_kind(assignment: dict[str, str], truth: dict[str, str], tags: dict[str, tuple]) -> list[KindScore]:
+    """:func:`score` for each kind of noise in ``tags`` (record → the noise it carries): the pairs that hold at
+    least one record carrying it — a pair's link is lost, or made wrongly, because of what one of its records
+    carries. Counted in groups: a group of n records, t of them tagged, holds n(n−1)/2 − (n−t)(n−t−1)/2 such pairs."""
+    def pairs(n: int) -> int:
+        return n * (n - 1) // 2
+
+    kinds = sorted({k for ks in tags.values() for k in ks})
+    group_sizes: dict[str, Counter] = {name: Counter() for name in ("both", "person", "resident")}
+    tagged: dict[str, dict[str, Counter]] = {k: {name: Counter() for name in group_sizes} for k in kinds}
+    persons_of: dict[str, set] = defaultdict(set)
+    residents_in: dict[str, set] = defaultdict(set)
+    kinds_of_resident: dict[str, set] = defaultdict(set)
+    records = Counter()
+    for rec, person in assignment.items():
+        resident = truth[rec]
+        keys = {"both": (person, resident), "person": person, "resident": resident}
+        for name, key in keys.items():
+            group_sizes[name][key] += 1
+        for k in tags.get(rec, ()):
+            records[k] += 1
+            kinds_of_resident[resident].add(k)
+            for name, key in keys.items():
+                tagged[k][name][key] += 1
+        persons_of[resident].add(person)
+        residents_in[person].add(resident)
+    mixed = {p for p, rs in residents_in.items() if len(rs) > 1}
+    merged = {r for p in mixed for r in residents_in[p]}
+    split = {r for r, ps in persons_of.items() if len(ps) > 1}
+
+    def holding(kind: str, name: str) -> int:
+        return sum(pairs(group_sizes[name][key]) - pairs(group_sizes[name][key] - t)
+                   for key, t in tagged[kind][name].items())
+
+    out = []
+    for k in kinds:
+        tp, predicted, actual = holding(k, "both"), holding(k, "person"), holding(k, "resident")
+        residents = {r for r, ks in kinds_of_resident.items() if k in ks}
+        out.append(KindScore(k, records[k], tp / predicted if predicted else 1.0, tp / actual if actual else 1.0,
+                             len(residents & merged), len(residents & split)))
+    return out

@@ -118,8 +118,8 @@ class ContractExporter:
         rid = f"QY{self.record_seq:09d}"
         status = status or ("terminated" if event == "terminate" else "signed")
         row = {
-            "记录号": rid, "协议编号": c.number, "事件": EVENT[event], "居民姓名": p.name, "性别": SEX[p.sex],
-            "出生日期": p.birth_date.isoformat(), "身份证号": p.id_number, "联系电话": p.phone,
+            "记录号": rid, "协议编号": c.number, "事件": EVENT[event], "居民姓名": p.name, "性别": SEX[p.sex_or()],
+            "出生日期": p.birth_text(), "身份证号": p.id_number, "联系电话": p.phone,
             "健康档案编号": r.health_record_number if rng.random() < 0.9 else None, "签约机构": c.facility,
             "团队编码": c.team, "签约医生": c.doctor, "服务包": c.package, "签约日期": c.signed.isoformat(),
             "生效日期": c.begin.isoformat(), "到期日期": c.end.isoformat(), "状态": STATUS[status],

@@ -367,12 +367,12 @@ class County:
         src = self.source_id(f)
         if f.his_vendor == "A":
             pid = self.next_id(f"{f.code[-3:]}P")
-            row = {"PATIENT_ID": pid, "NAME": p.name, "SEX": his.SEX_A[p.sex], "DATE_OF_BIRTH": p.birth_date.isoformat(),
+            row = {"PATIENT_ID": pid, "NAME": p.name, "SEX": his.SEX_A[p.sex_or()], "DATE_OF_BIRTH": p.birth_text(),
                    "ID_TYPE": "01" if p.id_number else None, "ID_NO": p.id_number, "PHONE_NUMBER": p.phone,
                    "MAILING_ADDRESS": p.address, "REGISTER_ORG": f.code, "UPDATE_TIME": his.iso(when)}
         else:
             pid = self.next_id(f"HZ{f.code[-3:]}")
-            row = {"hzid": pid, "xm": p.name, "xb": his.SEX_B[p.sex], "csrq": p.birth_date.strftime("%Y%m%d"),
+            row = {"hzid": pid, "xm": p.name, "xb": his.SEX_B[p.sex_or()], "csrq": p.birth_text("%Y%m%d"),
                    "zjlx": "居民身份证" if p.id_number else None, "sfzh": p.id_number, "lxdh": p.phone,
                    "jtzz": p.address, "jgdm": f.code, "gxsj": his.b_time(when)}
         defect = self.data_noise.roll(rng)

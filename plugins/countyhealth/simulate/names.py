@@ -85,3 +85,35 @@ def spaced(name: str, rng: random.Random) -> str:
         return name + " "
     sep = rng.choice([" ", "\u3000", "  "])
     return name[0] + sep + name[1:]
+
+
+def _surname_length(name: str) -> int:
+    return 2 if name[:2] in {s for s, _ in SURNAMES if len(s) == 2} else 1
+
+
+def char_dropped(name: str, rng: random.Random) -> str | None:
+    """One character of a two-character given name dropped (林晓明 → 林明 or 林晓); None for a one-character given
+    name (nothing would be left) or a minority name."""
+    if "·" in name:
+        return None
+    n = _surname_length(name)
+    given = name[n:]
+    if len(given) < 2:
+        return None
+    i = rng.randrange(len(given))
+    return name[:n] + given[:i] + given[i + 1:]
+
+
+def char_added(name: str, sex: str, rng: random.Random) -> str | None:
+    """A character added to a one-character given name (林明 → 林晓明 or 林明华), as a clerk completes a name
+    they half heard; None for longer given names or a minority name."""
+    if "·" in name:
+        return None
+    n = _surname_length(name)
+    given = name[n:]
+    if len(given) != 1:
+        return None
+    extra = rng.choice(GIVEN_ANY + (GIVEN_MALE if sex == "1" else GIVEN_FEMALE))
+    if extra == given:
+        return None
+    return name[:n] + (extra + given if rng.random() < 0.5 else given + extra)

@@ -24,6 +24,7 @@ SEX_TEXT = {"1": "1", "2": "2"}
 class PersonRecord:
     row: dict  # canonical person fields (countyhealth.model.PERSON), plaintext ID and phone
     resident_key: str
+    tags: tuple[str, ...] = ()  # the identity noise this record carries (noise.IDENTITY_NOISE_KINDS)
 
 
 def person_records(residents: int, *, seed: int = 1, noise: NoiseRates | None = None,
@@ -47,7 +48,7 @@ def person_records(residents: int, *, seed: int = 1, noise: NoiseRates | None = 
                "name": p.name, "sex_code": p.sex, "birth_date": p.birth_date,
                "id_type_code": "01" if p.id_number else None, "id_number": p.id_number, "phone": p.phone,
                "address": p.address, "health_record_number": r.health_record_number if hrn else None}
-        out.append(PersonRecord(row, r.key))
+        out.append(PersonRecord(row, r.key, tuple(p.tags)))
 
     for r in people:
         town = towns[r.township_index % len(towns)]

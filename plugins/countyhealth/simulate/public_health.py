@@ -62,7 +62,7 @@ class PlatformStore:
         c = self.county
         p = c.typed(r, rng)
         township = c.townships[r.township_index % len(c.townships)]
-        row = [r.health_record_number, p.name, p.sex, p.birth_date.isoformat(), p.id_number, p.phone, p.address,
+        row = [r.health_record_number, p.name, p.sex_or(), p.birth_text(), p.id_number, p.phone, p.address,
                township.code, (when - dt.timedelta(days=rng.randint(30, 3000))).date().isoformat(), "在册",
                when.isoformat(timespec="seconds")]
         defect = c.data_noise.roll(rng)

@@ -89,8 +89,8 @@ class LabStore:
             p = c.typed(r, rng)
             self.seq += 1
             pid = f"LP{self.seq:08d}"
-            self.patients[i] = {"patientId": pid, "patientName": p.name, "sex": p.sex,
-                                "birthDate": p.birth_date.isoformat(), "idCard": p.id_number, "phone": p.phone}
+            self.patients[i] = {"patientId": pid, "patientName": p.name, "sex": p.sex_or(),
+                                "birthDate": p.birth_text(), "idCard": p.id_number, "phone": p.phone}
             c.truth.record(SOURCE_ID, "patient", pid, r.key, p.tags)
         return self.patients[i]
 
