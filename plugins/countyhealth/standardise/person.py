@@ -15,7 +15,7 @@ Keys for matching:
 - IDs by :mod:`countyhealth.resident_id` (never python-stdnum: it rejects valid pre-1980 IDs): 15 → 18
   digits, lower-case x, full-width digits; birth date and sex derived from a valid ID;
 - phones: digits only, +86/0086 dropped; mobiles as 11 digits, landlines with their area code;
-- addresses: province, city and county prefixes stripped; township (镇/乡/街道) and village (村/社区/居委会)
+- addresses: province, city and county prefixes stripped (also when written short, without 省/市/县: 永泰梧桐镇); township (镇/乡/街道) and village (村/社区/居委会)
   and house number picked out where present.
 """
 
@@ -288,5 +288,16 @@ def standardise_address(raw: str | None) -> StdAddress:
     after = rest[township.end():] if township else rest
     village = _VILLAGE.search(after)
     house = _HOUSE.search(rest)
-    return StdAddress(rest or None, township.group(1) if township else None,
+    return StdAddress(rest or None, _township_name(township.group(1)) if township else None,
                       village.group(1) if village else None, house.group(1) if house else None)
+
+
+def _township_name(matched: str) -> str:
+    """The township as the full form names it, from an address written short: 永泰梧桐镇 (the county without its
+    县) or 福州永泰梧桐镇 → 梧桐镇. Township names are two or three characters; one of four or more before its
+    镇/乡 is read as place names without their suffix (two characters each: 福建, 福州, 永泰) in front of it."""
+    suffix = "街道" if matched.endswith("街道") else matched[-1]
+    name = matched[:-len(suffix)]
+    while len(name) >= 4:
+        name = name[2:]
+    return name + suffix
