@@ -91,3 +91,95 @@ def test_another_schemes_number_typed_one_keystroke_wrong_is_not_a_generation_ap
     guardian = rec(birth_date="1965-01-08", birth_year="1965", id18="350125196501081234", id_valid=True)
     infant = rec(birth_date="2020-04-30", birth_year="2020", id18="350125196501081243", id_valid=False)
     assert guards.reason_to_keep_apart(guardian, infant) == "born a generation apart"
+
+
+# --- guards that yield only to stronger evidence (issue 25) -------------------------------------------------------
+
+def person(name, given, sex, birth, id18=None, household="永泰|梧桐镇|春光村|12", **kw):
+    """A feature row as features.build gives it, for the fields the guards read."""
+    from countyhealth.standardise import person as std
+
+    pinyin = std.name_pinyin(name)
+    surname_py = pinyin.split()[0]
+    return {"name_std": name, "name_pinyin": pinyin, "surname_pinyin": surname_py, "given_pinyin": given,
+            "name_fuzzy": std.fuzzy_pinyin(pinyin), "sex": sex, "birth_date": birth, "birth_year": birth[:4] if birth
+            else None, "id18": id18, "id_valid": id18 is not None, "household_key": household, "phone": None, **kw}
+
+
+def an_id(birth: str, sequence: int) -> str:
+    import datetime as dt
+
+    from countyhealth import resident_id
+
+    return resident_id.make("350125", dt.date.fromisoformat(birth), sequence)
+
+
+def test_a_sex_mismatch_yields_to_the_same_valid_id_birth_date_and_name_and_says_which_sex_the_id_gives():
+    woman = an_id("1962-05-17", 124)  # sequence even: female
+    right = person("林秀英", "xiu ying", "2", "1962-05-17", woman)
+    keyed_wrong = person("林秀英", "xiu ying", "1", "1962-05-17", woman)
+    why, yielded = guards.decision(right, keyed_wrong)
+    assert why is None and yielded.startswith("sex differs, ID parity says female")
+    # the birth date a placeholder of the other still agrees; a name with a character dropped is still alike
+    assert guards.reason_to_keep_apart(right, {**keyed_wrong, "birth_date": "1962-01-01"}) is None
+    assert guards.reason_to_keep_apart(right, person("林英", "ying", "1", "1962-05-17", woman)) is None
+
+
+def test_a_sex_mismatch_on_one_id_holds_without_the_rest_of_the_evidence():
+    """Parent and child on one ID (the guardian's, where features could not tell): another birth date; or another
+    name: the guard holds, naming the sex the ID gives."""
+    mothers = an_id("1962-05-17", 124)
+    mother = person("林秀英", "xiu ying", "2", "1962-05-17", mothers)
+    son = person("林伟", "wei", "1", "1990-08-02", mothers)
+    assert guards.reason_to_keep_apart(mother, son) == "different sex, ID parity says female"
+    same_birth_other_name = person("林建国", "jian guo", "1", "1962-05-17", mothers)
+    assert guards.reason_to_keep_apart(mother, same_birth_other_name) == "different sex, ID parity says female"
+    other_birth_date = person("林秀英", "xiu ying", "1", "1962-06-17", mothers)
+    assert guards.reason_to_keep_apart(mother, other_birth_date) is not None
+
+
+def test_opposite_sex_twins_stay_apart_whatever_their_names_and_missing_ids():
+    brother = person("陈晓明", "xiao ming", "1", "2001-03-09", an_id("2001-03-09", 111))
+    sister = person("陈晓红", "xiao hong", "2", "2001-03-09", an_id("2001-03-09", 112))
+    assert guards.reason_to_keep_apart(brother, sister) == "different valid ID numbers"
+    assert guards.reason_to_keep_apart(brother, {**sister, "id18": None, "id_valid": False}) is not None
+    # the same name typed for the sister without an ID (a clerk's copy): the ID's parity vouches for the brother
+    # only; with the household and a real birth date that is the stronger evidence, with a placeholder it is not
+    copied = person("陈晓明", "xiao ming", "2", "2001-03-09")
+    assert guards.reason_to_keep_apart(brother, copied) is None
+    assert guards.reason_to_keep_apart({**brother, "birth_date": "2001-01-01"},
+                                       {**copied, "birth_date": "2001-01-01"}) is not None
+    assert guards.reason_to_keep_apart(brother, {**copied, "household_key": "永泰|城峰镇|太原村|3"}) is not None
+
+
+def test_twins_named_in_a_pattern_stay_apart_but_a_dropped_character_is_not_a_twin():
+    a = person("林晓明", "xiao ming", "1", "2010-07-21")
+    twin = person("林晓亮", "xiao liang", "1", "2010-07-21")
+    assert guards.reason_to_keep_apart(a, twin) == "twins: same birth date and household, different given names"
+    dropped = person("林明", "ming", "1", "2010-07-21")
+    why, yielded = guards.decision(a, dropped)
+    assert why is None and "one given-name character dropped or added" in yielded
+    homophone_dropped = person("林小", "xiao", "1", "2010-07-21")  # 晓 dropped 明, typed 小: the pinyin sees it
+    assert guards.reason_to_keep_apart(a, homophone_dropped) is None
+    assert guards.reason_to_keep_apart(a, person("林晓亮明", "xiao liang ming", "1", "2010-07-21")) is None
+    assert guards.reason_to_keep_apart(a, person("林亮", "liang", "1", "2010-07-21")) is not None
+
+
+def test_a_placeholder_birth_date_is_not_counted_in_days_for_siblings_but_real_dates_are():
+    older = person("王芳", "fang", "2", "1992-11-20")
+    placeholder = person("王芳", "fang", "2", "1992-01-01")
+    why, yielded = guards.decision(older, placeholder)
+    assert why is None and "placeholder" in yielded
+    sibling = person("王芳", "fang", "2", "1994-03-05")
+    assert guards.reason_to_keep_apart(older, sibling) == "siblings: one household, born months apart"
+    assert guards.reason_to_keep_apart(older, person("王芳", "fang", "2", "1994-01-01")) is not None
+
+
+def test_placeholder_birth_dates_agree_on_year_or_month_only():
+    from countyhealth.standardise import person as std
+
+    assert [std.birth_date_precision(d) for d in ("1948-01-01", "1948-06-01", "1948-06-17", None, "1948")] == \
+        ["year", "month", "day", None, None]
+    assert std.birth_dates_agree("1948-01-01", "1948-09-30") and not std.birth_dates_agree("1948-01-01", "1949-01-05")
+    assert std.birth_dates_agree("1948-06-01", "1948-06-30") and not std.birth_dates_agree("1948-06-01", "1948-07-01")
+    assert not std.birth_dates_agree("1948-06-17", "1948-06-18") and not std.birth_dates_agree(None, "1948-06-18")

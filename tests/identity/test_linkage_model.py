@@ -97,3 +97,67 @@ def test_most_words_shared_counts_words_in_any_order_and_one_letter_off():
     got = con.execute(f"SELECT address_text_l, address_text_r, coalesce({model.MOST_WORDS_SHARED.format(col='address_text')}"
                       ", false), expected FROM p").fetchall()
     assert [g[:3] for g in got] == [g[:2] + (g[3],) for g in got]
+
+
+def _level_reached(comparison: str, left: dict, right: dict) -> str:
+    """The label of the first level of ``comparison`` (the model's DuckDB SQL) the pair reaches, as Splink does."""
+    comp = next(c for c in model.load_settings()["comparisons"] if c["output_column_name"] == comparison)
+    cols = sorted(set(left) | set(right))
+    con = duckdb.connect()
+    try:
+        select = ", ".join(f"?::VARCHAR AS {c}_l, ?::VARCHAR AS {c}_r" for c in cols)
+        values = [v for c in cols for v in (left.get(c), right.get(c))]
+        con.execute(f"CREATE TABLE p AS SELECT {select}", values)
+        for level in comp["comparison_levels"]:
+            sql = level["sql_condition"]
+            if sql.strip().upper() == "ELSE" or con.execute(f"SELECT ({sql}) FROM p").fetchone()[0]:
+                return level.get("label_for_charts") or sql
+    finally:
+        con.close()
+    raise AssertionError("no level reached")
+
+
+def _name(name: str) -> dict:
+    from countyhealth.standardise import person as std
+
+    pinyin = std.name_pinyin(name)
+    return {"name_std": name, "name_pinyin": pinyin, "surname_pinyin": pinyin.split()[0],
+            "given_pinyin": " ".join(pinyin.split()[1:]), "name_fuzzy": std.fuzzy_pinyin(pinyin),
+            "name_words": " ".join(sorted(pinyin.split()))}
+
+
+@pytest.mark.parametrize("a, b, level", [
+    ("林晓明", "林明", "one given-name character dropped or added"),
+    ("林明", "林明华", "one given-name character dropped or added"),
+    ("林晓明", "林小", "one given-name syllable dropped or added (pinyin)"),  # 明 dropped, 晓 typed by ear
+    ("林晓明", "林晓亮", "given name the same"),  # not: a twin's name in a pattern is no dropped character
+    ("林明", "陈明华", "All other comparisons"),  # another surname
+])
+def test_name_levels_know_a_given_name_character_dropped_or_added(a, b, level):
+    reached = _level_reached("name", _name(a), _name(b))
+    assert reached == level or (level == "given name the same" and "dropped" not in reached), (a, b, reached)
+
+
+@pytest.mark.parametrize("a, b, level", [
+    ("1948-06-17", "1948-06-17", "exact (not on the 1st)"),
+    ("1948-01-01", "1948-01-01", "same 1 January (a placeholder: the year only)"),
+    ("1948-06-01", "1948-06-01", "same 1st of a month (perhaps a placeholder: year and month)"),
+    ("1948-01-01", "1948-09-23", "same year, one a 1 January placeholder"),
+    ("1948-01-21", "1948-01-01", "same year, one a 1 January placeholder"),  # never a one-keystroke "day" match
+    ("1948-06-01", "1948-06-23", "same year and month, one a 1st-of-month placeholder"),
+    ("1948-06-17", "1948-06-18", "one digit typed wrong, or two swapped"),
+    ("1948-01-01", "1949-01-01", "one digit typed wrong, or two swapped"),
+])
+def test_placeholder_birth_dates_agree_on_the_year_or_month_never_on_the_day(a, b, level):
+    left = {"birth_date": a, "birth_year": a[:4]}
+    right = {"birth_date": b, "birth_year": b[:4]}
+    assert _level_reached("birth_date", left, right) == level
+
+
+def test_the_model_weighs_a_shared_1_january_below_a_shared_real_birthday():
+    """The model learns that "01-01" is weak evidence: strangers share a placeholder far more often than a date."""
+    comp = next(c for c in model.load_settings()["comparisons"] if c["output_column_name"] == "birth_date")
+    weight = {lv.get("label_for_charts"): lv["m_probability"] / lv["u_probability"]
+              for lv in comp["comparison_levels"] if not lv.get("is_null_level")}
+    assert weight["same 1 January (a placeholder: the year only)"] < weight["exact (not on the 1st)"]
+    assert weight["same year, one a 1 January placeholder"] < weight["exact (not on the 1st)"]

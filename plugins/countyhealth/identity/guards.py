@@ -4,21 +4,23 @@ in another's chart; a missed link only costs a repeated test).
 - **different valid IDs**: two valid 18-digit IDs that differ never link automatically — unless they differ by
   one substituted digit or one transposition *and* name (pinyin), birth date and sex all agree (then it is
   a typo that happened to keep a valid check character);
-- **different sex**: both recorded, different — unless stronger evidence says which record is right: one record's
-  own valid ID (its birth date the record's) carries the other's sex in its sequence parity, and the two agree on
-  name and birth date (a clerk keyed the wrong sex; a wife's record carrying her husband's ID has her own name and
-  birth date, and stays apart); or, with no ID to ask, the same name, the same birth date (not a placeholder) and
-  the same household (no parents give two children one name, twins included);
-- **twins**: same birth date, same household (address or phone), different given names — unless they carry the
-  same valid ID (twins have two), or one given name is the other with a character dropped or added (林晓明 typed
-  林明): twins' names differ in a character (林晓明 / 林晓亮), they are not one the other's abbreviation;
+- **different sex**: both recorded, different — unless stronger evidence says one record's sex was keyed wrong:
+  both carry the same valid ID, whose sequence parity (GB 11643: odd male) agrees with one of them, their birth
+  dates agree and their names are alike (same pinyin, or one given-name character dropped or added); or one
+  carries no ID at all, the other a valid ID whose parity agrees with its own sex, and they share name, a birth
+  date that is not a placeholder, and a household. A twin, a sibling, a parent never carries the same valid ID
+  with an agreeing birth date, and opposite-sex twins are not given one name;
+- **twins**: same birth date, same household (address or phone), different given names — unless one given name
+  is the other with one character dropped or added (林晓明 typed 林明): twins are named in a pattern (晓明 /
+  晓亮), not one inside the other. (Two different valid IDs still keep any pair apart, above);
 - **different generation**: birth years 12+ years apart (an infant filed under a parent's details) — unless the
   two birth dates are one keystroke apart (1985 typed 1958 is a typo, not a parent) or the two carry the same
   ID number (not a placeholder), or the same number of another scheme typed one keystroke wrong;
 - **siblings**: one household (address or phone), both born 1970 or later (their dates come from certificates,
-  not lunar memory), birth dates 270+ days apart and not one keystroke or a month/day swap apart, neither a
-  placeholder for the other (1985-01-01 typed for an unknown day of 1985) — two children of one mother, however
-  alike their names sound (林宇 / 林玉);
+  not lunar memory), birth dates 270+ days apart and not one keystroke or a month/day swap apart — two children
+  of one mother, however alike their names sound (林宇 / 林玉);
+  a placeholder birth date (1 January, the 1st: :func:`std.birth_date_precision`) agreeing on the year (month)
+  is not a date to count days from;
 - a pair a reviewer rejected.
 
 The infant carrying a guardian's ID is handled upstream (:mod:`.features`): an ID whose birth date is a
@@ -36,10 +38,8 @@ from countyhealth.standardise import person as std
 
 
 # what the rules read of a record
-COLUMNS = ("id18", "id_valid", "name_std", "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy",
-           "birth_date", "birth_year", "sex", "household_key", "phone")
-
-SEX_WORD = {"1": "male", "2": "female"}
+COLUMNS = ("id18", "id_valid", "name_std", "name_pinyin", "surname_pinyin", "given_pinyin", "name_fuzzy", "birth_date",
+           "birth_year", "sex", "household_key", "phone")
 
 
 def _hamming1(a: str, b: str) -> bool:
@@ -93,116 +93,123 @@ def _one_keystroke(a: str, b: str) -> bool:
     return _hamming1(a, b) or _transposed(a, b)
 
 
-def placeholder_for(a: str | None, b: str | None) -> bool:
-    """``a`` or ``b`` is a placeholder that the other fills in: an unknown day typed as 1 January of the right year
-    (1985-01-01 for 1985-11-20), or as the 1st of the right month (1985-11-01). Either is compared as the year or
-    the year and month only, never as agreement on the day."""
-    if not a or not b or len(a) != 10 or len(b) != 10 or a == b:
+def one_character_dropped(a: str | None, b: str | None) -> bool:
+    """One name is the other with one given-name character dropped or added (林晓明 / 林明, 林明 / 林明华): the
+    same first character (the surname), one character longer, and one deletion apart. Names of 2+ characters."""
+    if not a or not b or abs(len(a) - len(b)) != 1 or a[0] != b[0]:
         return False
-    if a[:4] == b[:4] and "01-01" in (a[5:], b[5:]):
-        return True
-    return a[:7] == b[:7] and "01" in (a[8:], b[8:])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return len(short) >= 2 and any(long_[:i] + long_[i + 1:] == short for i in range(1, len(long_)))
 
 
-def dates_agree(a: str | None, b: str | None) -> bool:
-    """The same birth date as far as two records can tell: equal, one keystroke or a month/day swap apart, one a
-    placeholder for the other, or within 60 days for people born before 1970 (a lunar birthday)."""
-    if not a or not b:
+def one_syllable_dropped(a: dict, b: dict) -> bool:
+    """The same on pinyin (a character dropped and another typed by ear: 林晓明 / 林小): the same surname, and one
+    given name's syllables are the other's with one dropped."""
+    ga, gb = a.get("given_pinyin"), b.get("given_pinyin")
+    if not ga or not gb or not a.get("surname_pinyin") or a.get("surname_pinyin") != b.get("surname_pinyin"):
         return False
-    return (a == b or _one_keystroke(a, b) or _month_day_swapped(a, b) or placeholder_for(a, b)
-            or (a < "1970" and b < "1970" and 0 < _days_apart(a, b) <= 60))
-
-
-def one_syllable_apart(a: str | None, b: str | None) -> bool:
-    """Two given names (pinyin, space-separated syllables) one syllable apart: one dropped or added (xiao ming /
-    ming, ming / ming hua) — a character dropped or added by a clerk."""
-    if not a or not b:
+    sa, sb = ga.split(), gb.split()
+    if abs(len(sa) - len(sb)) != 1:
         return False
-    x, y = a.split(), b.split()
-    if abs(len(x) - len(y)) != 1:
-        return False
-    short, long = (x, y) if len(x) < len(y) else (y, x)
-    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
+    short, long_ = (sa, sb) if len(sa) < len(sb) else (sb, sa)
+    return len(short) >= 1 and any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
 
 
-def names_agree(a: dict, b: dict) -> bool:
-    """The same name as far as two records can tell: the same pinyin or fuzzy pinyin (homophones, traditional
-    characters), or the same surname with a given name one syllable longer."""
+def names_alike(a: dict, b: dict) -> bool:
+    """Names a clerk's ear or hand could make of one: the same pinyin (homophones, traditional characters), the
+    same fuzzy pinyin, or one given-name character dropped or added (on characters or on pinyin)."""
     if a.get("name_pinyin") and a.get("name_pinyin") == b.get("name_pinyin"):
         return True
     if a.get("name_fuzzy") and a.get("name_fuzzy") == b.get("name_fuzzy"):
         return True
-    return (bool(a.get("surname_pinyin")) and a.get("surname_pinyin") == b.get("surname_pinyin")
-            and one_syllable_apart(a.get("given_pinyin"), b.get("given_pinyin")))
+    return one_character_dropped(a.get("name_std"), b.get("name_std")) or one_syllable_dropped(a, b)
 
 
-def _id_sex(id18: str) -> str | None:
-    """GB 11643: the 17th character's parity carries sex (odd: male)."""
-    return ("1" if int(id18[16]) % 2 else "2") if len(id18) == 18 and id18[16].isdigit() else None
+def sex_of_id(id18: str | None) -> str | None:
+    """The sex a valid 18-digit ID's sequence says (GB 11643: the 17th digit odd for men): "1" male, "2" female."""
+    return ("1" if int(id18[16]) % 2 else "2") if id18 and len(id18) == 18 and id18[16].isdigit() else None
 
 
-def _id_birth(id18: str) -> str:
-    return f"{id18[6:10]}-{id18[10:12]}-{id18[12:14]}"
+SEX_NAMES = {"1": "male", "2": "female"}
 
 
-def sex_yields(a: dict, b: dict) -> str | None:
-    """Why a sex mismatch between ``a`` and ``b`` is a clerk's error and not two people (the stronger evidence, as a
-    reviewer reads it), or None when it stands."""
-    for m, o in ((a, b), (b, a)):
-        id18 = m.get("id18")
-        if not (m.get("id_valid") and id18) or (o.get("id_valid") and o.get("id18") and o.get("id18") != id18):
-            continue
-        said = _id_sex(id18)
-        if said is None or said == m.get("sex") or said != o.get("sex") or not names_agree(m, o):
-            continue
-        # the ID is m's own (its birth date m's, or, m's left blank, the other record's) and the two agree
-        born = _id_birth(id18)
-        mine, theirs = m.get("birth_date"), o.get("birth_date")
-        if (dates_agree(mine, born) and (theirs is None or dates_agree(mine, theirs))) or (
-                mine is None and dates_agree(theirs, born)):
-            return f"sex differs, ID parity says {SEX_WORD[said]}"
-    # no ID to ask: the same name to the character, one birth date (not a placeholder) and one household — parents
-    # give no two children one name, twins included
-    born_a, born_b = a.get("birth_date"), b.get("birth_date")
-    if (a.get("name_std") and a.get("name_std") == b.get("name_std") and born_a and born_b
-            and (born_a == born_b or _one_keystroke(born_a, born_b)) and "01-01" not in (born_a[5:], born_b[5:])
-            and a.get("household_key") and a.get("household_key") == b.get("household_key")):
-        return "sex differs, same name, birth date and household"
+def sex_yield(a: dict, b: dict) -> str | None:
+    """When the sexes of ``a`` and ``b`` differ: the stronger evidence that one was keyed wrong, as a reviewer reads
+    it ("sex differs, ID parity says female: same valid ID, birth date and name"), or None — the guard holds."""
+    same_id = bool(a.get("id_valid") and b.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18"))
+    if same_id:
+        parity = sex_of_id(a["id18"])
+        if parity in (a.get("sex"), b.get("sex")) and std.birth_dates_agree(a.get("birth_date"), b.get("birth_date")) \
+                and names_alike(a, b):
+            return f"sex differs, ID parity says {SEX_NAMES[parity]}: same valid ID, birth date and name"
+        return None
+    # one record without any ID: the other's valid ID vouches for its own sex; name, a real birth date and the
+    # household are the rest
+    for with_id, without in ((a, b), (b, a)):
+        if with_id.get("id_valid") and with_id.get("id18") and not without.get("id18"):
+            parity = sex_of_id(with_id["id18"])
+            if (parity == with_id.get("sex") and with_id.get("name_std") and with_id["name_std"] == without.get("name_std")
+                    and with_id.get("birth_date") == without.get("birth_date")
+                    and std.birth_date_precision(with_id.get("birth_date")) == "day" and _household(a, b)):
+                return (f"sex differs, ID parity says {SEX_NAMES[parity]}: same name, birth date and household, the "
+                        "other record without an ID")
     return None
 
 
-def _same_valid_id(a: dict, b: dict) -> bool:
-    return bool(a.get("id_valid") and b.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18"))
+def twins_yield(a: dict, b: dict) -> str | None:
+    """When the twins rule would hold: one given name inside the other, one character dropped or added."""
+    if one_character_dropped(a.get("name_std"), b.get("name_std")) or one_syllable_dropped(a, b):
+        return "same birth date and household, one given-name character dropped or added: not twins"
+    return None
 
 
-def reason_to_keep_apart(a: dict, b: dict) -> str | None:
-    """Why records ``a`` and ``b`` (feature rows) must not be auto-linked; None when nothing forbids it."""
+def _placeholder_agrees(a: str | None, b: str | None) -> bool:
+    """A placeholder birth date agreeing with the other on all it claims (year, or year and month)."""
+    return bool(a and b and a != b and std.birth_dates_agree(a, b))
+
+
+def decision(a: dict, b: dict) -> tuple[str | None, str | None]:
+    """(why ``a`` and ``b`` must not be auto-linked or None, which guard yielded to stronger evidence or None)."""
+    yielded = None
     if a.get("id_valid") and b.get("id_valid") and a.get("id18") and b.get("id18") and a["id18"] != b["id18"]:
         typo = _hamming1(a["id18"], b["id18"]) or _transposed(a["id18"], b["id18"])
         same_rest = (a.get("name_pinyin") == b.get("name_pinyin") and a.get("birth_date") == b.get("birth_date")
                      and a.get("sex") == b.get("sex") and a.get("name_pinyin") is not None)
         if not (typo and same_rest):
-            return "different valid ID numbers"
-    if a.get("sex") and b.get("sex") and a["sex"] != b["sex"] and not sex_yields(a, b):
-        return "different sex"
+            return "different valid ID numbers", None
+        yielded = "valid IDs one keystroke apart, name, birth date and sex the same: a typo"
+    if a.get("sex") and b.get("sex") and a["sex"] != b["sex"]:
+        yielded = sex_yield(a, b)
+        if not yielded:
+            parity = {sex_of_id(r.get("id18")) for r in (a, b) if r.get("id_valid")} - {None}
+            said = f", ID parity says {SEX_NAMES[parity.pop()]}" if len(parity) == 1 else ""
+            return f"different sex{said}", None
     if (a.get("birth_date") and a.get("birth_date") == b.get("birth_date") and a.get("given_pinyin")
             and b.get("given_pinyin") and a["given_pinyin"] != b["given_pinyin"] and _household(a, b)
-            and a.get("name_fuzzy") != b.get("name_fuzzy") and not _same_valid_id(a, b)
-            and not one_syllable_apart(a["given_pinyin"], b["given_pinyin"])):
-        return "twins: same birth date and household, different given names"
+            and a.get("name_fuzzy") != b.get("name_fuzzy")):
+        why_not = twins_yield(a, b)
+        if not why_not:
+            return "twins: same birth date and household, different given names", None
+        yielded = yielded or why_not
     ya, yb = a.get("birth_year"), b.get("birth_year")
     same_id = _same_identifier(a.get("id18"), b.get("id18"))
     if (ya and yb and ya.isdigit() and yb.isdigit() and abs(int(ya) - int(yb)) >= 12 and not same_id
             and not _one_keystroke(a["birth_date"], b["birth_date"])
             and not _identifier_typed_wrong(a.get("id18"), b.get("id18"))):
-        return "born a generation apart"
+        return "born a generation apart", None
     if (_household(a, b) and ya and yb and ya >= "1970" and yb >= "1970" and not same_id
             and _days_apart(a.get("birth_date"), b.get("birth_date")) > SIBLINGS_DAYS_APART
             and not _one_keystroke(a["birth_date"], b["birth_date"])
-            and not _month_day_swapped(a["birth_date"], b["birth_date"])
-            and not placeholder_for(a["birth_date"], b["birth_date"])):
-        return "siblings: one household, born months apart"
-    return None
+            and not _month_day_swapped(a["birth_date"], b["birth_date"])):
+        if not _placeholder_agrees(a.get("birth_date"), b.get("birth_date")):
+            return "siblings: one household, born months apart", None
+        yielded = yielded or "one birth date a placeholder (1 January, the 1st) agreeing on the year: not siblings"
+    return None, yielded
+
+
+def reason_to_keep_apart(a: dict, b: dict) -> str | None:
+    """Why records ``a`` and ``b`` (feature rows) must not be auto-linked; None when nothing forbids it."""
+    return decision(a, b)[0]
 
 
 def _years(series: pd.Series) -> np.ndarray:

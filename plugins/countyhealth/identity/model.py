@@ -4,12 +4,13 @@ Comparisons (each a Splink comparison with its own levels; SQL runs in Splink's 
 
 - name: exact (simplified, spaces removed) · same pinyin (homophones typed by ear: 伟/玮, traditional
   characters) · same fuzzy pinyin (zh/z, n/l, ang/an … as southern clerks hear them) · same words in another
-  order (张伟 / "Wei Zhang") · given name one character longer or shorter (林晓明 / 林明) · pinyin Jaro-Winkler
-  ≥ 0.9 · given name the same;
-- birth date: the same 1 January (often a placeholder for an unknown day) · exact · one digit typed wrong or two
-  swapped · month and day swapped · within 60 days (a lunar birthday given instead of the solar one, or the
-  reverse) · same year and month, one the 1st · same year, one 1 January (placeholders beside the real date) ·
-  same year;
+  order (张伟 / "Wei Zhang") · pinyin Jaro-Winkler ≥ 0.9 · given name the same;
+- name, also: one given-name character dropped or added (characters: 林晓明 / 林明) · one syllable dropped or
+  added (pinyin: 林晓明 / 林小), before Jaro-Winkler;
+- birth date: exact (not on the 1st) · the same 1 January · the same 1st of a month (placeholders: agreement on the
+  year, or year and month, never on the day — the model learns how weak) · same year, one a 1 January placeholder ·
+  same year and month, one a 1st-of-month placeholder · one digit typed wrong or two swapped · month and day
+  swapped · within 60 days (a lunar birthday given instead of the solar one, or the reverse) · same year;
 - ID number (18 digits after normalising 15-digit IDs and lower-case x; any other identifier in its normalised
   text): exact · one digit substituted · adjacent digits transposed or one dropped · same region and birth date
   (the first 14 characters);
@@ -124,16 +125,21 @@ MOST_WORDS_SHARED = (f"CASE WHEN strpos({{col}}_l, ' ') > 0 AND strpos({{col}}_r
                      f"THEN {_SHARED} >= greatest(3, ceil(2 * {_SHORTER} / 3)) ELSE false END")
 
 
-_JAN1 = "substr(birth_date_{side}, 6, 5) = '01-01'"
+ONE_CHARACTER_DROPPED = (
+    "abs(length(name_std_l) - length(name_std_r)) = 1 AND least(length(name_std_l), length(name_std_r)) >= 2 AND "
+    "substr(name_std_l, 1, 1) = substr(name_std_r, 1, 1) AND levenshtein(name_std_l, name_std_r) = 1")
 
-# one given-name syllable more on one side, the rest in order (' xiao ming ' holds ' ming '); strpos rather than
-# a list comparison: it carries over to Spark, and it is only reached by pairs no stronger name level took
-_SYLLABLES = "length(given_pinyin_{s}) - length(replace(given_pinyin_{s}, ' ', ''))"
-ONE_SYLLABLE_APART = (
-    "surname_pinyin_l = surname_pinyin_r AND given_pinyin_l <> '' AND given_pinyin_r <> '' AND "
-    f"abs(({_SYLLABLES.format(s='l')}) - ({_SYLLABLES.format(s='r')})) = 1 AND "
-    "(strpos(' ' || given_pinyin_l || ' ', ' ' || given_pinyin_r || ' ') > 0 OR "
-    "strpos(' ' || given_pinyin_r || ' ', ' ' || given_pinyin_l || ' ') > 0)")
+
+def _syllables(col: str) -> str:
+    return f"(length({col}) - length(replace({col}, ' ', '')))"
+
+
+# one given name's syllables inside the other's, one more of them (the dropped one first, last or between:
+# 晓明 → 明 or 晓; 明 → 明华). Spaces as word boundaries: "ming" is not found inside "mingh"
+ONE_SYLLABLE_DROPPED = (
+    f"surname_pinyin_l = surname_pinyin_r AND abs({_syllables('given_pinyin_l')} - {_syllables('given_pinyin_r')}) = 1"
+    " AND (strpos(' ' || given_pinyin_l || ' ', ' ' || given_pinyin_r || ' ') > 0"
+    " OR strpos(' ' || given_pinyin_r || ' ', ' ' || given_pinyin_l || ' ') > 0)")
 
 
 def _levels():
@@ -154,9 +160,12 @@ def comparisons() -> list:
             cll.ExactMatchLevel("name_pinyin").configure(label_for_charts="same pinyin (homophone, traditional)"),
             cll.ExactMatchLevel("name_fuzzy").configure(label_for_charts="same fuzzy pinyin (zh/z, n/l, ang/an)"),
             cll.ExactMatchLevel("name_words").configure(label_for_charts="same words in another order"),
-            # a given-name character dropped or added (林晓明 / 林明, 林明 / 林明华), on pinyin so that a homophone
-            # or a traditional character beside it still counts: the same family name, one given syllable more
-            cll.CustomLevel(ONE_SYLLABLE_APART, label_for_charts="given name one character longer or shorter"),
+            # a given-name character dropped or added (林晓明 typed 林明, 林明 typed 林明华): on the characters, then
+            # on the pinyin syllables (dropped and another typed by ear: 林晓明 / 林小) — before Jaro-Winkler, which
+            # scores "lin xiao ming" / "lin ming" below 0.9
+            cll.CustomLevel(ONE_CHARACTER_DROPPED, label_for_charts="one given-name character dropped or added"),
+            cll.CustomLevel(ONE_SYLLABLE_DROPPED,
+                            label_for_charts="one given-name syllable dropped or added (pinyin)"),
             cll.JaroWinklerLevel("name_pinyin", 0.9),
             # not the surname alone: siblings share it; a given name kept under another surname is a married
             # name or a mistyped surname
@@ -168,11 +177,20 @@ def comparisons() -> list:
         output_column_name="birth_date",
         comparison_levels=[
             cll.NullLevel("birth_date"),
-            # 1 January is what a clerk types for an unknown day (elderly, migrants): strangers share it ten times as
-            # often as any other date, so the same 01-01 is weaker evidence than the same real date
-            cll.CustomLevel(f"birth_date_l = birth_date_r AND {_JAN1.format(side='l')}",
-                            label_for_charts="same date, 1 January (often a placeholder)"),
-            cll.ExactMatchLevel("birth_date"),
+            # a placeholder (1 January: the year only; the 1st: the year and month) is never agreement on the day:
+            # its agreement levels are apart from the exact one, and the model learns how weak they are
+            cll.CustomLevel("birth_date_l = birth_date_r AND substr(birth_date_l, 9, 2) <> '01'",
+                            label_for_charts="exact (not on the 1st)"),
+            cll.CustomLevel("birth_date_l = birth_date_r AND substr(birth_date_l, 6, 5) = '01-01'",
+                            label_for_charts="same 1 January (a placeholder: the year only)"),
+            cll.CustomLevel("birth_date_l = birth_date_r",
+                            label_for_charts="same 1st of a month (perhaps a placeholder: year and month)"),
+            cll.CustomLevel("(substr(birth_date_l, 6, 5) = '01-01' OR substr(birth_date_r, 6, 5) = '01-01') AND "
+                            "substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4)",
+                            label_for_charts="same year, one a 1 January placeholder"),
+            cll.CustomLevel("(substr(birth_date_l, 9, 2) = '01' OR substr(birth_date_r, 9, 2) = '01') AND "
+                            "substr(birth_date_l, 1, 7) = substr(birth_date_r, 1, 7)",
+                            label_for_charts="same year and month, one a 1st-of-month placeholder"),
             cll.CustomLevel(one_keystroke("birth_date"), label_for_charts="one digit typed wrong, or two swapped"),
             cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) AND "
                             "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) AND "

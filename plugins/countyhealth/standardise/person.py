@@ -208,6 +208,31 @@ def is_placeholder(identifier: str | None) -> bool:
     return identifier in _RUN_PIECES or len(set(identifier)) == 1 or _REPEATED.search(identifier) is not None
 
 
+def birth_date_precision(text: str | None) -> str | None:
+    """How much of an ISO birth date (``1948-01-01``) can be trusted: ``year`` for 1 January (the placeholder a
+    clerk types for "born in 1948, day unknown"), ``month`` for the 1st of another month, ``day`` otherwise, None
+    without a date. A real birthday on the 1st is read as a placeholder too: what agrees is then only year (and
+    month), which is all such a date can prove (elderly and migrants often have no better)."""
+    if not isinstance(text, str) or len(text) != 10:
+        return None
+    if text[5:] == "01-01":
+        return "year"
+    return "month" if text[8:] == "01" else "day"
+
+
+def birth_dates_agree(a: str | None, b: str | None) -> bool:
+    """The same birth date, or one a placeholder of the other (1948-01-01 and 1948-06-17 agree on the year, all a
+    1 January placeholder claims; 1948-06-01 and 1948-06-17 on the month). Both present."""
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    precision = {birth_date_precision(a), birth_date_precision(b)}
+    if "year" in precision:
+        return a[:4] == b[:4]
+    return "month" in precision and a[:7] == b[:7]
+
+
 def year_of(text) -> float:
     """The year of ``1985`` or ``1985-03-12`` as a number; NaN when there is none (for column arithmetic)."""
     return float(text[:4]) if isinstance(text, str) and text[:4].isdigit() else float("nan")
@@ -274,6 +299,14 @@ class StdAddress:
     house_number: str | None
 
 
+def _short_county_lead(township: str) -> bool:
+    """A township name of four or more characters before 镇/乡 (永泰梧桐镇): a two-character county name written
+    without 县 in front of it. Township names have one to three; an ethnic township's (XX畲族乡) may have more and
+    is left as it is."""
+    name = township[:-2] if township.endswith("街道") else township[:-1]
+    return len(name) >= 4 and "族" not in name
+
+
 def standardise_address(raw: str | None) -> StdAddress:
     if not raw:
         return StdAddress(None, None, None, None)
@@ -285,6 +318,11 @@ def standardise_address(raw: str | None) -> StdAddress:
     text = _simplified(_SPACES.sub("", text))
     rest = _ADMIN_PREFIX.sub("", text, count=1) or text
     township = _TOWNSHIP.search(rest)
+    if township and township.start() == 0 and _short_county_lead(township.group(1)):
+        # the short form a clerk writes: 永泰梧桐镇春光村 for 福建省福州市永泰县梧桐镇春光村 — the county's name without
+        # its 县 leads the township's; dropped, both forms give one household
+        rest = rest[2:]
+        township = _TOWNSHIP.search(rest)
     after = rest[township.end():] if township else rest
     village = _VILLAGE.search(after)
     house = _HOUSE.search(rest)
