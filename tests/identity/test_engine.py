@@ -186,3 +186,27 @@ def test_a_night_clusters_only_the_linked_records_its_edges_reach(monkeypatch):
     assert 0 < reached[0] < len(old) / 2  # it did narrow
     known = set(base.person_of.values())
     assert sum(full.person_of[u] in known for u in new["unique_id"]) > len(new) / 2  # most joined a known resident
+
+
+def test_the_review_queue_says_which_guard_decided_a_pair_and_a_yielding_guard_links():
+    """One valid female ID on three records: keyed male with the same name and birth date, the guard yields (one
+    person); keyed male with a birth date that fits neither the ID nor the record (a relative's record under her
+    ID), the guard holds and the reviewer reads why."""
+    import datetime as dt
+    import itertools
+
+    from countyhealth import resident_id
+
+    woman = resident_id.make("350125", dt.date(1962, 5, 17), 124)  # even sequence: female
+    base = {"name": "林秀英", "id_number": woman, "address": "福建省福州市永泰县梧桐镇春光村12号", "phone": "13800000001"}
+    rows = pd.DataFrame([
+        {**base, "source_id": "his", "source_record_id": "1", "sex_code": "2", "birth_date": "1962-05-17"},
+        {**base, "source_id": "ph", "source_record_id": "2", "sex_code": "1", "birth_date": "1962-05-17"},
+        {**base, "source_id": "fd", "source_record_id": "3", "sex_code": "1", "birth_date": "1985-10-03"},
+    ])
+    seq = itertools.count(1)
+    res = engine.link(features.build(rows), None, {}, settings=model.load_settings(),
+                      thresholds=engine.Thresholds(0.999, 0.5), mint=lambda: f"P{next(seq)}")
+    assert res.person_of["his|1"] == res.person_of["ph|2"] != res.person_of["fd|3"]
+    queued = [e for e in res.review if "fd|3" in (e.left, e.right)]
+    assert queued and all(e.evidence.startswith("guard: different sex, ID parity says female") for e in queued)

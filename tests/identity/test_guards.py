@@ -134,7 +134,7 @@ def test_a_sex_mismatch_on_one_id_holds_without_the_rest_of_the_evidence():
     assert guards.reason_to_keep_apart(mother, son) == "different sex, ID parity says female"
     same_birth_other_name = person("林建国", "jian guo", "1", "1962-05-17", mothers)
     assert guards.reason_to_keep_apart(mother, same_birth_other_name) == "different sex, ID parity says female"
-    other_birth_date = person("林秀英", "xiu ying", "1", "1962-06-17", mothers)
+    other_birth_date = person("林秀英", "xiu ying", "1", "1964-09-17", mothers)
     assert guards.reason_to_keep_apart(mother, other_birth_date) is not None
 
 
@@ -183,3 +183,22 @@ def test_placeholder_birth_dates_agree_on_year_or_month_only():
     assert std.birth_dates_agree("1948-01-01", "1948-09-30") and not std.birth_dates_agree("1948-01-01", "1949-01-05")
     assert std.birth_dates_agree("1948-06-01", "1948-06-30") and not std.birth_dates_agree("1948-06-01", "1948-07-01")
     assert not std.birth_dates_agree("1948-06-17", "1948-06-18") and not std.birth_dates_agree(None, "1948-06-18")
+
+
+def test_under_one_valid_id_a_blank_or_mistyped_birth_date_still_fits_the_ids_own_but_another_generation_does_not():
+    mans = an_id("1927-06-06", 35)
+    a = person("陈金鑫", "jin xin", "1", "1927-06-06", mans)
+    assert guards.reason_to_keep_apart(a, person("陈金鑫", "jin xin", "2", None, mans)) is None
+    assert guards.reason_to_keep_apart(a, person("陈金鑫", "jin xin", "2", "1927-06-08", mans)) is None
+    assert guards.reason_to_keep_apart(a, person("陈金鑫", "jin xin", "2", "1927-04-20", mans)) is None  # lunar
+    assert guards.reason_to_keep_apart(a, person("陈金鑫", "jin xin", "2", "1955-06-06", mans)) is not None
+
+
+def test_without_any_id_a_sex_mismatch_yields_only_to_name_real_birth_date_and_household_together():
+    a = person("李磊", "lei", "2", "2021-01-21")
+    why, yielded = guards.decision(a, person("李磊", "lei", "1", "2021-01-21"))
+    assert why is None and yielded.startswith("sex differs, no ID to say which")
+    assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-22")) == "different sex"
+    assert guards.reason_to_keep_apart(a, person("李蕾", "lei", "1", "2021-01-21")) == "different sex"
+    assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-21", household="城峰镇|湖坑社区|17")) \
+        == "different sex"

@@ -92,8 +92,12 @@ def review(ctx, url, limit, show_identifiers) -> None:
         for p in pairs:
             left = _person_row(conn, p["left_source_id"], p["left_source_record_id"])
             right = _person_row(conn, p["right_source_id"], p["right_source_record_id"])
-            click.echo(f"\npair {p['pair_id']}  match probability {p['match_probability']:.3f}  "
-                       f"evidence {p['evidence'] or ''}")
+            # evidence: what decided the pair (a guard, or the score between the thresholds), then the levels
+            rule, _, levels = (p["evidence"] or "").rpartition("; ") if "; " in (p["evidence"] or "") else \
+                (p["evidence"] or "", "", "")
+            click.echo(f"\npair {p['pair_id']}  match probability {p['match_probability']:.3f}  evidence {levels}")
+            if rule:
+                click.echo(f"  decided by: {rule}")
             click.echo(f"  {'':<22}{p['left_source_id'] + '/' + p['left_source_record_id']:<34}"
                        f"{p['right_source_id'] + '/' + p['right_source_record_id']}")
             for key in ("name", "sex_code", "birth_date", "id_number", "phone", "health_record_number", "address",

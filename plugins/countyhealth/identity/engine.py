@@ -545,7 +545,7 @@ def link(new: pd.DataFrame, existing: pd.DataFrame, existing_person: dict[str, s
         to = result.person_of.get(uid)
         if uid in new_set and old and to and old != to:
             result.moves.append((uid, old, to))
-    result.review = _review_band(edges, result, existing_person, thresholds, accepted, rejected, levels)
+    result.review = _review_band(edges, result, existing_person, thresholds, accepted, rejected, levels, rows)
     return result
 
 
@@ -660,10 +660,37 @@ def _fresh_ids(fresh: np.ndarray, group: np.ndarray, uids: np.ndarray, is_new: n
     return ids, minted
 
 
+def decided_by(a: dict | None, b: dict | None, probability: float, thresholds: Thresholds) -> str:
+    """Which rule or guard left a pair to a reviewer, in their words: a guard that refused it ("guard: different
+    sex, ID parity says female"), one that yielded to stronger evidence, or the score between the thresholds."""
+    why, yielded = guards.decision(a, b) if a is not None and b is not None else (None, None)
+    if why:
+        return f"guard: {why}"
+    band = f"score {probability:.3f} between review {thresholds.review} and auto-link {thresholds.auto_link}"
+    return f"{band}; guard yielded: {yielded}" if yielded else band
+
+
 def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[str, str], thresholds: Thresholds,
-                 accepted: set[frozenset], rejected: set[frozenset], levels: dict) -> list[Edge]:
-    """The uncertain band, for a person to decide: pairs between the thresholds that ended in different persons."""
+                 accepted: set[frozenset], rejected: set[frozenset], levels: dict, rows: _Rows | None = None
+                 ) -> list[Edge]:
+    """For a person to decide: pairs between the thresholds, and strong pairs a guard refused, that ended in
+    different persons — each with what decided it (:func:`decided_by`) before its comparison levels."""
     out, seen = [], set()
+
+    def row(uid: str) -> dict | None:
+        return rows[uid] if rows is not None and uid in rows else None
+
+    def apart(left: str, right: str) -> bool:
+        return (result.person_of.get(left, existing_person.get(left))
+                != result.person_of.get(right, existing_person.get(right)))
+
+    for edge, why in result.blocked:
+        key = frozenset((edge.left, edge.right))
+        if key in seen or key in rejected or key in accepted or not apart(edge.left, edge.right):
+            continue
+        seen.add(key)
+        out.append(Edge(edge.left, edge.right, edge.probability, edge.kind,
+                        f"guard: {why}" + (f"; {edge.evidence}" if edge.evidence else "")))
     band = edges[edges["kind"].eq("probabilistic") & edges["match_probability"].ge(thresholds.review)
                  & edges["match_probability"].lt(thresholds.auto_link)]
     for rec in band.itertuples(index=False):
@@ -671,10 +698,11 @@ def _review_band(edges: pd.DataFrame, result: LinkResult, existing_person: dict[
         if key in seen or key in rejected or key in accepted:
             continue
         seen.add(key)
-        pa_ = result.person_of.get(rec.unique_id_l, existing_person.get(rec.unique_id_l))
-        pb_ = result.person_of.get(rec.unique_id_r, existing_person.get(rec.unique_id_r))
-        if pa_ != pb_:
-            out.append(_edge(rec, levels))
+        if apart(rec.unique_id_l, rec.unique_id_r):
+            edge = _edge(rec, levels)
+            rule = decided_by(row(rec.unique_id_l), row(rec.unique_id_r), edge.probability, thresholds)
+            out.append(Edge(edge.left, edge.right, edge.probability, edge.kind,
+                            f"{rule}; {edge.evidence}" if edge.evidence else rule))
     return out
 
 

@@ -6,9 +6,10 @@ in another's chart; a missed link only costs a repeated test).
   a typo that happened to keep a valid check character);
 - **different sex**: both recorded, different — unless stronger evidence says one record's sex was keyed wrong:
   both carry the same valid ID, whose sequence parity (GB 11643: odd male) agrees with one of them, their birth
-  dates agree and their names are alike (same pinyin, or one given-name character dropped or added); or one
-  carries no ID at all, the other a valid ID whose parity agrees with its own sex, and they share name, a birth
-  date that is not a placeholder, and a household. A twin, a sibling, a parent never carries the same valid ID
+  dates agree (or fit the ID's own: blank, one keystroke or a lunar birthday off it) and their names are alike
+  (same pinyin, or one given-name character dropped or added); or one carries no ID at all, the other a valid ID
+  whose parity agrees with its own sex — or neither carries one — and they share name, a birth date that is not a
+  placeholder, and a household. A twin, a sibling, a parent never carries the same valid ID
   with an agreeing birth date, and opposite-sex twins are not given one name;
 - **twins**: same birth date, same household (address or phone), different given names — unless one given name
   is the other with one character dropped or added (林晓明 typed 林明): twins are named in a pattern (晓明 /
@@ -139,14 +140,21 @@ def sex_yield(a: dict, b: dict) -> str | None:
     same_id = bool(a.get("id_valid") and b.get("id_valid") and a.get("id18") and a.get("id18") == b.get("id18"))
     if same_id:
         parity = sex_of_id(a["id18"])
-        if parity in (a.get("sex"), b.get("sex")) and std.birth_dates_agree(a.get("birth_date"), b.get("birth_date")) \
-                and names_alike(a, b):
+        if parity in (a.get("sex"), b.get("sex")) and _births_fit_the_id(a, b) and names_alike(a, b):
             return f"sex differs, ID parity says {SEX_NAMES[parity]}: same valid ID, birth date and name"
         return None
-    # one record without any ID: the other's valid ID vouches for its own sex; name, a real birth date and the
-    # household are the rest
+    if (not a.get("id18") and not b.get("id18") and a.get("name_std") and a.get("name_std") == b.get("name_std")
+            and a.get("birth_date") and a.get("birth_date") == b.get("birth_date")
+            and std.birth_date_precision(a["birth_date"]) == "day" and _household(a, b)):
+        # neither carries an ID: one name, one real birth date, one household — a person of the other sex with all
+        # three would be a twin given its sibling's very name
+        return "sex differs, no ID to say which: same name, birth date and household"
+    # one record without a valid ID (none, or the other's mistyped): the other's valid ID vouches for its own sex;
+    # name, a real birth date and the household are the rest
     for with_id, without in ((a, b), (b, a)):
-        if with_id.get("id_valid") and with_id.get("id18") and not without.get("id18"):
+        other = without.get("id18")  # none, or an invalid ID a keystroke off (the same ID mistyped)
+        if with_id.get("id_valid") and with_id.get("id18") and not without.get("id_valid") and (
+                not other or _one_keystroke(other, with_id["id18"])):
             parity = sex_of_id(with_id["id18"])
             if (parity == with_id.get("sex") and with_id.get("name_std") and with_id["name_std"] == without.get("name_std")
                     and with_id.get("birth_date") == without.get("birth_date")
@@ -154,6 +162,23 @@ def sex_yield(a: dict, b: dict) -> str | None:
                 return (f"sex differs, ID parity says {SEX_NAMES[parity]}: same name, birth date and household, the "
                         "other record without an ID")
     return None
+
+
+def _births_fit_the_id(a: dict, b: dict) -> bool:
+    """Under one valid ID: the two birth dates agree (a placeholder agreeing on all it claims), or each is blank,
+    the ID's own (digits 7–14), a placeholder of it, or one keystroke or a lunar birthday off it. A parent and
+    child on one ID are a generation off it."""
+    if std.birth_dates_agree(a.get("birth_date"), b.get("birth_date")):
+        return True
+    digits = a["id18"][6:14]
+    own = f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
+
+    def fits(d: str | None) -> bool:
+        if not d or std.birth_dates_agree(d, own) or _one_keystroke(d, own):
+            return True
+        return own < "1970" and _days_apart(d, own) <= 60  # the elderly's lunar birthday
+
+    return fits(a.get("birth_date")) and fits(b.get("birth_date"))
 
 
 def twins_yield(a: dict, b: dict) -> str | None:
