@@ -144,11 +144,16 @@ def test_opposite_sex_twins_stay_apart_whatever_their_names_and_missing_ids():
     assert guards.reason_to_keep_apart(brother, sister) == "different valid ID numbers"
     assert guards.reason_to_keep_apart(brother, {**sister, "id18": None, "id_valid": False}) is not None
     # the same name typed for the sister without an ID (a clerk's copy): the ID's parity vouches for the brother
-    # only; with the household and a real birth date that is the stronger evidence, with a placeholder it is not
+    # only; with the household and a birth date agreeing with the ID's own (a placeholder of it too) that is the
+    # stronger evidence, with another date it is not
     copied = person("陈晓明", "xiao ming", "2", "2001-03-09")
     assert guards.reason_to_keep_apart(brother, copied) is None
-    assert guards.reason_to_keep_apart({**brother, "birth_date": "2001-01-01"},
-                                       {**copied, "birth_date": "2001-01-01"}) is not None
+    assert guards.reason_to_keep_apart(brother, {**copied, "birth_date": "2001-01-01"}) is None
+    assert guards.reason_to_keep_apart(brother, {**copied, "birth_date": "2001-03-19"}) is not None
+    # the sex miskeyed on the record that carries the ID: the parity sides with the record without one
+    miskeyed = {**brother, "sex": "2"}
+    why, yielded = guards.decision(miskeyed, {**copied, "sex": "1"})
+    assert why is None and yielded.startswith("sex differs, ID parity says male")
     assert guards.reason_to_keep_apart(brother, {**copied, "household_key": "永泰|城峰镇|太原村|3"}) is not None
 
 
@@ -198,7 +203,10 @@ def test_without_any_id_a_sex_mismatch_yields_only_to_name_real_birth_date_and_h
     a = person("李磊", "lei", "2", "2021-01-21")
     why, yielded = guards.decision(a, person("李磊", "lei", "1", "2021-01-21"))
     assert why is None and yielded.startswith("sex differs, no ID to say which")
-    assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-22")) == "different sex"
-    assert guards.reason_to_keep_apart(a, person("李蕾", "lei", "1", "2021-01-21")) == "different sex"
+    # a birth date one digit off and a homophone are still one person's; two digits off, or another name, are not
+    assert guards.reason_to_keep_apart(a, person("李蕾", "lei", "1", "2021-01-22")) is None
+    assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-03-25")) == "different sex"
+    assert guards.reason_to_keep_apart(a, person("李娜", "na", "1", "2021-01-21")) == "different sex"
+    assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-01")) == "different sex"  # placeholder
     assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-21", household="城峰镇|湖坑社区|17")) \
         == "different sex"

@@ -143,24 +143,28 @@ def sex_yield(a: dict, b: dict) -> str | None:
         if parity in (a.get("sex"), b.get("sex")) and _births_fit_the_id(a, b) and names_alike(a, b):
             return f"sex differs, ID parity says {SEX_NAMES[parity]}: same valid ID, birth date and name"
         return None
-    if (not a.get("id18") and not b.get("id18") and a.get("name_std") and a.get("name_std") == b.get("name_std")
-            and a.get("birth_date") and a.get("birth_date") == b.get("birth_date")
-            and std.birth_date_precision(a["birth_date"]) == "day" and _household(a, b)):
-        # neither carries an ID: one name, one real birth date, one household — a person of the other sex with all
-        # three would be a twin given its sibling's very name
+    if (not a.get("id18") and not b.get("id18") and a.get("name_pinyin") and a.get("name_pinyin") == b.get("name_pinyin")
+            and a.get("birth_date") and b.get("birth_date") and _household(a, b)
+            and std.birth_date_precision(a["birth_date"]) == std.birth_date_precision(b["birth_date"]) == "day"
+            and (a["birth_date"] == b["birth_date"] or _hamming1(a["birth_date"], b["birth_date"]))):
+        # neither carries an ID: one name (as heard), one real birth date (or one digit off it), one household — a
+        # person of the other sex with all three would be a twin given its sibling's very name
         return "sex differs, no ID to say which: same name, birth date and household"
-    # one record without a valid ID (none, or the other's mistyped): the other's valid ID vouches for its own sex;
-    # name, a real birth date and the household are the rest
+    # one record without a valid ID (none, or the other's mistyped): the valid ID's parity names the sex (whichever
+    # record it agrees with — the clerk may have miskeyed either), its birth date anchors both records' (a
+    # placeholder agreeing with it, as 1954-01-01 with an ID born 1954-05-21); name and household are the rest
     for with_id, without in ((a, b), (b, a)):
         other = without.get("id18")  # none, or an invalid ID a keystroke off (the same ID mistyped)
         if with_id.get("id_valid") and with_id.get("id18") and not without.get("id_valid") and (
                 not other or _one_keystroke(other, with_id["id18"])):
             parity = sex_of_id(with_id["id18"])
-            if (parity == with_id.get("sex") and with_id.get("name_std") and with_id["name_std"] == without.get("name_std")
-                    and with_id.get("birth_date") == without.get("birth_date")
-                    and std.birth_date_precision(with_id.get("birth_date")) == "day" and _household(a, b)):
-                return (f"sex differs, ID parity says {SEX_NAMES[parity]}: same name, birth date and household, the "
-                        "other record without an ID")
+            own = _birth_of_id(with_id["id18"])
+            if (parity in (a.get("sex"), b.get("sex")) and with_id.get("name_pinyin")
+                    and with_id["name_pinyin"] == without.get("name_pinyin") and _household(a, b)
+                    and without.get("birth_date") and std.birth_dates_agree(without["birth_date"], own)
+                    and (not with_id.get("birth_date") or _fits_birth_of_id(with_id["birth_date"], own))):
+                return (f"sex differs, ID parity says {SEX_NAMES[parity]}: same name, birth date and household, one "
+                        "record without a valid ID")
     return None
 
 
@@ -170,15 +174,21 @@ def _births_fit_the_id(a: dict, b: dict) -> bool:
     child on one ID are a generation off it."""
     if std.birth_dates_agree(a.get("birth_date"), b.get("birth_date")):
         return True
-    digits = a["id18"][6:14]
-    own = f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
+    own = _birth_of_id(a["id18"])
+    return all(not d or _fits_birth_of_id(d, own) for d in (a.get("birth_date"), b.get("birth_date")))
 
-    def fits(d: str | None) -> bool:
-        if not d or std.birth_dates_agree(d, own) or _one_keystroke(d, own):
-            return True
-        return own < "1970" and _days_apart(d, own) <= 60  # the elderly's lunar birthday
 
-    return fits(a.get("birth_date")) and fits(b.get("birth_date"))
+def _birth_of_id(id18: str) -> str:
+    digits = id18[6:14]
+    return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
+
+
+def _fits_birth_of_id(d: str, own: str) -> bool:
+    """A record's birth date against its ID's own: agreeing (a placeholder of it too), one keystroke off, or the
+    elderly's lunar birthday (born before 1970, within 60 days)."""
+    if std.birth_dates_agree(d, own) or _one_keystroke(d, own):
+        return True
+    return own < "1970" and 0 < _days_apart(d, own) <= 60
 
 
 def twins_yield(a: dict, b: dict) -> str | None:
