@@ -221,7 +221,7 @@ def test_a_nights_repeats_are_linked_in_the_warehouse_with_the_features_building
         rec("his_h350125001", "S1", "郑强", dt.date(1960, 7, 1), id_number=ID_Z, phone="13600000099"),
         rec("his_h350125001", "S2", "郑强", dt.date(1960, 7, 1), id_number=ID_Z,
             hrn="35012510100100002"),
-        rec("his_h350125001", "S3", "郑建国", dt.date(1960, 7, 1), id_number=ID_Z)]
+        rec("his_h350125001", "S3", "郑强强", dt.date(1960, 7, 1), id_number=ID_Z)]
     load_people(wh, night)
     s = identity.run(wh)
     assert sorted(scored) == ["his_h350125001|S1", "his_h350125001|S2", "his_h350125001|S3"]

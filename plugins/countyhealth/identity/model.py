@@ -201,12 +201,6 @@ def comparisons() -> list:
             cll.CustomLevel("birth_year_l < '1970' AND birth_year_r < '1970' AND abs(date_diff('day', "
                             "try_cast(birth_date_l AS DATE), try_cast(birth_date_r AS DATE))) <= 60",
                             label_for_charts="within 60 days, born before 1970 (lunar birthday)"),
-            # a placeholder beside the real date: compared as the year and month, or the year, never the day
-            cll.CustomLevel("substr(birth_date_l, 1, 7) = substr(birth_date_r, 1, 7) AND "
-                            "(substr(birth_date_l, 9, 2) = '01' OR substr(birth_date_r, 9, 2) = '01')",
-                            label_for_charts="same year and month, one the 1st (placeholder day)"),
-            cll.CustomLevel(f"birth_year_l = birth_year_r AND ({_JAN1.format(side='l')} OR {_JAN1.format(side='r')})",
-                            label_for_charts="same year, one 1 January (placeholder date)"),
             cll.ExactMatchLevel("birth_year").configure(label_for_charts="same year"),
             cll.ElseLevel(),
         ],

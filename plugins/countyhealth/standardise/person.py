@@ -318,24 +318,13 @@ def standardise_address(raw: str | None) -> StdAddress:
     text = _simplified(_SPACES.sub("", text))
     rest = _ADMIN_PREFIX.sub("", text, count=1) or text
     township = _TOWNSHIP.search(rest)
-    if township and township.start() == 0 and _short_county_lead(township.group(1)):
+    while township and township.start() == 0 and _short_county_lead(township.group(1)):
         # the short form a clerk writes: 永泰梧桐镇春光村 for 福建省福州市永泰县梧桐镇春光村 — the county's name without
-        # its 县 leads the township's; dropped, both forms give one household
+        # its 县 (and the city's without 市: 福州永泰梧桐镇) leads the township's; dropped, both forms give one household
         rest = rest[2:]
         township = _TOWNSHIP.search(rest)
     after = rest[township.end():] if township else rest
     village = _VILLAGE.search(after)
     house = _HOUSE.search(rest)
-    return StdAddress(rest or None, _township_name(township.group(1)) if township else None,
+    return StdAddress(rest or None, township.group(1) if township else None,
                       village.group(1) if village else None, house.group(1) if house else None)
-
-
-def _township_name(matched: str) -> str:
-    """The township as the full form names it, from an address written short: 永泰梧桐镇 (the county without its
-    县) or 福州永泰梧桐镇 → 梧桐镇. Township names are two or three characters; one of four or more before its
-    镇/乡 is read as place names without their suffix (two characters each: 福建, 福州, 永泰) in front of it."""
-    suffix = "街道" if matched.endswith("街道") else matched[-1]
-    name = matched[:-len(suffix)]
-    while len(name) >= 4:
-        name = name[2:]
-    return name + suffix
