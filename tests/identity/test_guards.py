@@ -210,3 +210,15 @@ def test_without_any_id_a_sex_mismatch_yields_only_to_name_real_birth_date_and_h
     assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-01")) == "different sex"  # placeholder
     assert guards.reason_to_keep_apart(a, person("李磊", "lei", "1", "2021-01-21", household="城峰镇|湖坑社区|17")) \
         == "different sex"
+
+
+def test_siblings_named_alike_stay_apart_where_a_dropped_character_with_the_same_birth_date_links():
+    older = person("黄雨雷", "yu lei", "1", "2024-06-04")
+    assert guards.reason_to_keep_apart(older, person("黄雷", "lei", "1", "2024-02-10")) == \
+        "siblings named alike: one household, one given-name character apart, born on other days"
+    assert guards.reason_to_keep_apart(older, person("黄雷", "lei", "1", "2024-06-04")) is None
+    # a placeholder beside another name is a sibling too, beside the same name it is the same child
+    assert guards.reason_to_keep_apart(person("郑丽兰", "li lan", "2", "2023-11-09"),
+                                       person("郑子蓉", "zi rong", "2", "2023-01-01")) is not None
+    assert guards.reason_to_keep_apart(person("郑丽兰", "li lan", "2", "2023-11-09"),
+                                       person("郑丽兰", "li lan", "2", "2023-01-01")) is None

@@ -21,7 +21,9 @@ in another's chart; a missed link only costs a repeated test).
   not lunar memory), birth dates 270+ days apart and not one keystroke or a month/day swap apart — two children
   of one mother, however alike their names sound (林宇 / 林玉);
   a placeholder birth date (1 January, the 1st: :func:`std.birth_date_precision`) agreeing on the year (month)
-  is not a date to count days from;
+  is not a date to count days from, when the names are alike;
+- **siblings named alike**: one household, one given name the other's with a character dropped or added, birth
+  dates that disagree (not a placeholder of each other, not a keystroke apart), no shared ID — 黄雷 / 黄雨雷;
 - a pair a reviewer rejected.
 
 The infant carrying a guardian's ID is handled upstream (:mod:`.features`): an ID whose birth date is a
@@ -236,9 +238,16 @@ def decision(a: dict, b: dict) -> tuple[str | None, str | None]:
             and _days_apart(a.get("birth_date"), b.get("birth_date")) > SIBLINGS_DAYS_APART
             and not _one_keystroke(a["birth_date"], b["birth_date"])
             and not _month_day_swapped(a["birth_date"], b["birth_date"])):
-        if not _placeholder_agrees(a.get("birth_date"), b.get("birth_date")):
+        if not (_placeholder_agrees(a.get("birth_date"), b.get("birth_date")) and names_alike(a, b)):
             return "siblings: one household, born months apart", None
         yielded = yielded or "one birth date a placeholder (1 January, the 1st) agreeing on the year: not siblings"
+    if (_household(a, b) and not same_id and a.get("birth_date") and b.get("birth_date")
+            and not std.birth_dates_agree(a["birth_date"], b["birth_date"])
+            and not _one_keystroke(a["birth_date"], b["birth_date"])
+            and (one_character_dropped(a.get("name_std"), b.get("name_std")) or one_syllable_dropped(a, b))):
+        # a character dropped is a clerk's slip beside the same birth date (or the same ID); on another day in
+        # one household it is a sibling named alike: 黄雷 and 黄雨雷, 王丽 and 王丽月
+        return "siblings named alike: one household, one given-name character apart, born on other days", None
     return None, yielded
 
 
