@@ -109,9 +109,10 @@ def extract(source_id: str, stream: str, *, until: dt.datetime | None = None, wh
     where = f"{source.path}: streams.{stream}"
     tracker = CursorTracker(cfg.cursor, highest=_parse_iso(progress["cursor_end"]) if progress else None)
     boundary = CursorBoundary(cfg.cursor, after=after, where=where) if resumable else None
-    writer = landing.BatchWriter.resume(progress_dir) if progress_dir else landing.BatchWriter(
-        source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
-        cursor_start=_iso(since))
+    sealed = privacy.sensitive_columns(cfg)  # ID numbers and phones sealed before they touch disk
+    writer = landing.BatchWriter.resume(progress_dir, sensitive_columns=sealed) if progress_dir else \
+        landing.BatchWriter(source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
+                            cursor_start=_iso(since), sensitive_columns=sealed)
     facts = {"window": {"since": _iso(since), "until": _iso(until)}}
     with writer:
         extraction.savepoint, extraction.rollback = writer.savepoint, writer.rollback
@@ -432,7 +433,7 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
                 res.rows_clean += out.clean.num_rows
                 for rule, n in out.rule_counts.items():
                     res.rule_counts[rule] = res.rule_counts.get(rule, 0) + n
-                _append(writers, tmp, ds, "clean", out.clean)
+                _append(writers, tmp, ds, "clean", privacy.protect_canonical(ds, out.clean))
                 errors = out.issues.filter(pc.equal(out.issues.column("severity"), "error"))
                 warnings = out.issues.filter(pc.equal(out.issues.column("severity"), "warning"))
                 sensitive = {s.column for name, s in dmap.fields.items() if name in ("id_number", "phone") and s.column}
@@ -459,6 +460,7 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        landing.make_private(final)
     except BaseException:
         for w in writers.values():
             w.close()
