@@ -697,7 +697,24 @@ def _insert_issues(wh, conn, path: Path, table_name: str, dataset: str, manifest
     else:
         cols["found_at"] = pa.array([now] * n, pa.timestamp("us"))
     wh.insert_arrow(conn, table_name, pa.table(cols))
+    _drop_relanded_issues(conn, table_name, manifest.batch_id)
     return len(pc.unique(issues.column("_row")))
+
+
+def _drop_relanded_issues(conn, table_name: str, batch_id: str) -> None:
+    """Idempotent quarantine and findings: a row landed again (an overlap re-read, a crash, a concurrent run) whose
+    record already carries the same rule with the same value from an earlier batch adds nothing — the table stays
+    exactly as one landing left it. A record without a key is told apart by its row (quarantine's row_json)."""
+    import sqlalchemy as sa
+
+    q = table_name  # the row just inserted; o: the same record's issue from an earlier batch
+    same_row = (f"({q}.source_record_id IS NOT NULL OR (o.row_json IS NOT DISTINCT FROM {q}.row_json "
+                f"AND {q}.row_json IS NOT NULL))") if q == "quarantine" else f"{q}.source_record_id IS NOT NULL"
+    conn.execute(sa.text(
+        f"DELETE FROM {q} WHERE {q}.batch_id = :b AND EXISTS (SELECT 1 FROM {q} o WHERE o.batch_id <> :b "
+        f"AND o.source_id = {q}.source_id AND o.dataset = {q}.dataset AND o.rule_id = {q}.rule_id "
+        f"AND o.source_record_id IS NOT DISTINCT FROM {q}.source_record_id "
+        f"AND o.offending_value IS NOT DISTINCT FROM {q}.offending_value AND {same_row})"), {"b": batch_id})
 
 
 def _register_source(conn, source: SourceBase, now: dt.datetime) -> None:
