@@ -83,6 +83,19 @@ def batch_dir(source_id: str, stream: str, batch_id: str, root: Path | None = No
     return (root or settings.landing_dir()) / source_id / stream / batch_id
 
 
+def storable_text(value: str | None) -> str | None:
+    """Text Arrow, Parquet and the warehouses can hold: a lone surrogate (a driver's ``surrogateescape`` of invalid
+    UTF-8, a JSON ``\\ud800``) becomes U+FFFD, which mapping then quarantines with its field
+    (``<dataset>.conformance.text.<field>``); a valid surrogate pair is joined into its character."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def make_private_dirs(path: Path) -> None:
     """Create ``path`` (it must not exist) and any missing parents, each 0700: the landing zone holds personal
     data, sealed or not, and no other account on the machine lists it."""

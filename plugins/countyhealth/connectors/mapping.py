@@ -211,6 +211,22 @@ def _template(raw: pa.Table, template: str, *, strict: bool, where: str) -> pa.A
     return pc.binary_join_element_wise(*pieces, "")
 
 
+# Text a warehouse cannot store. Declared rule: NUL bytes at the end of a value (C-string padding of old vendor
+# systems) are dropped; a NUL anywhere else, or U+FFFD (what invalid UTF-8 and lone surrogates become at the
+# connectors' Arrow boundary), quarantines the row under `<dataset>.conformance.text.<field>` with the value shown
+# (NUL as ␀) — one row, never the batch (PostgreSQL refuses NUL in text and would fail the whole COPY).
+_UNSTORABLE = "[\x00\ufffd]"
+
+
+def _storable_text(arr: pa.Array, dataset: str, field: str, rows, found) -> pa.Array:
+    if not pc.any(pc.match_substring_regex(arr, _UNSTORABLE)).as_py():
+        return arr
+    arr = pc.utf8_rtrim(arr, characters="\x00")
+    bad = pc.fill_null(pc.match_substring_regex(arr, _UNSTORABLE), False)
+    _report(found, rows, bad, arr, f"{dataset}.conformance.text.{field}", field)
+    return pc.if_else(bad, pa.scalar(None, pa.string()), arr)
+
+
 def _masked(field: str, values: list) -> list:
     if field == "id_number":
         return [privacy.mask_id(v) for v in values]
@@ -264,7 +280,8 @@ def _report(found: list, rows: pa.Array, failed: pa.Array, raw_values: pa.Array,
     if not pc.any(failed).as_py():
         return
     idx = pc.indices_nonzero(failed)
-    values = _masked(field, pc.take(raw_values, idx).to_pylist())
+    values = [v if v is None else v.replace("\x00", "\u2400")  # ␀: a NUL shown, never stored
+              for v in _masked(field, pc.take(raw_values, idx).to_pylist())]
     for r, v in zip(pc.take(rows, idx).to_pylist(), values):
         found.append((r, rule, "conformance", "error", field, v))
 
@@ -285,7 +302,7 @@ def _field(raw, spec: FieldSpec, f: pa.Field, dataset, rows, found, *, strict, w
     nulls = tuple(spec.null_values) if spec.null_values is not None else DEFAULT_NULLS
     if spec.null_values is None and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type)):
         nulls = tuple(v for v in nulls if v.lower() != "nan")  # a NaN where a number belongs is a fault, not a blank
-    arr = _nullify(arr, nulls)
+    arr = _storable_text(_nullify(arr, nulls), dataset, f.name, rows, found)
     step_nulls = tuple(v for v in DEFAULT_NULLS if v in nulls or v.lower() != "nan")
     for step in spec.transform:
         arr = _nullify(TRANSFORMS[step](arr), step_nulls)
