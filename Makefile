@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install postgres java airflow bench clean
+.PHONY: demo test test-fast install postgres java chromium airflow bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "countyhealth needs Python 3.11 (found %s)" % sys.version.split()[0]'
@@ -21,12 +21,15 @@ postgres:
 java:
 	bash scripts/ensure-java.sh
 
+chromium:
+	bash scripts/ensure-chromium.sh
+
 ## Run the whole pipeline on a freshly simulated county, on the embedded DuckDB warehouse.
 demo: install
 	$(BIN)/countyhealth demo
 
-## Install what the tests need (venv, packages, PostgreSQL, a Java runtime for Spark) and run the whole suite.
-test: install postgres java
+## Install what the tests need (venv, packages, PostgreSQL, a Java runtime for Spark, Chromium) and run the whole suite.
+test: install postgres java chromium
 	$(BIN)/python -m pytest
 
 ## Start Airflow locally (UI on :8080) with the project's DAGs; `make demo` first creates a county to load.

@@ -83,6 +83,42 @@ def batch_dir(source_id: str, stream: str, batch_id: str, root: Path | None = No
     return (root or settings.landing_dir()) / source_id / stream / batch_id
 
 
+def storable_text(value: str | None) -> str | None:
+    """Text Arrow, Parquet and the warehouses can hold: a lone surrogate (a driver's ``surrogateescape`` of invalid
+    UTF-8, a JSON ``\\ud800``) becomes U+FFFD, which mapping then quarantines with its field
+    (``<dataset>.conformance.text.<field>``); a valid surrogate pair is joined into its character."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` (it must not exist) and any missing parents, each 0700: the landing zone holds personal
+    data, sealed or not, and no other account on the machine lists it."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(mode=0o700)
+        os.chmod(d, 0o700)  # mkdir's mode is cut by the umask
+    if not missing:
+        raise FileExistsError(path)
+
+
+def make_private(path: Path) -> None:
+    """Folders 0700 and files 0600 under ``path`` (what validation wrote beside a batch)."""
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, 0o700)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o600)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -101,7 +137,7 @@ def sha256_file(path: Path) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -118,8 +154,9 @@ class BatchWriter:
 
     def __init__(self, source_id: str, stream: str, datasets: list[str], *, batch_id: str | None = None,
                  root: Path | None = None, rows_per_file: int = 500_000, cursor_column: str | None = None,
-                 cursor_start: str | None = None):
+                 cursor_start: str | None = None, sensitive_columns: Iterable[str] = ()):
         self.source_id, self.stream, self.datasets = source_id, stream, list(datasets)
+        self.sensitive_columns = frozenset(sensitive_columns)  # sealed whole before they touch disk
         self.batch_id = batch_id or new_batch_id()
         self.dir = batch_dir(source_id, stream, self.batch_id, root)
         self.rows_per_file = rows_per_file
@@ -156,7 +193,7 @@ class BatchWriter:
 
     def __enter__(self) -> "BatchWriter":
         if not self._resumed:
-            self.dir.mkdir(parents=True, exist_ok=False)
+            make_private_dirs(self.dir)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -179,6 +216,7 @@ class BatchWriter:
             return
         if ROW in table.column_names:
             table = table.drop_columns([ROW])
+        table = privacy.seal_columns(table, self.sensitive_columns)  # sealed before it touches disk
         table = table.append_column(ROW, pa.array(range(self.rows, self.rows + table.num_rows), pa.int64()))
         self.rows += table.num_rows
         if self._unit is not None:  # a unit that may still fail (a file): held back while it is small
@@ -212,6 +250,7 @@ class BatchWriter:
         name = f"part-{len(self.files):05d}.parquet"
         self._tmp = self.dir / f".{name}.tmp"
         self.schema = schema
+        self._tmp.touch(mode=0o600)
         self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
         self._part_rows = 0
 
@@ -328,7 +367,8 @@ def iter_batches(path: Path, batch_size: int = 100_000) -> Iterator[pa.RecordBat
     """Stream a landed batch's raw rows in bounded record batches (parts may differ in columns)."""
     manifest = read_manifest(path)
     for f in manifest.files:
-        yield from pq.ParquetFile(path / f.path).iter_batches(batch_size=batch_size)
+        for rb in pq.ParquetFile(path / f.path).iter_batches(batch_size=batch_size):
+            yield _opened(rb)
 
 
 def find_batch(batch_id: str, root: Path | None = None) -> Path:
@@ -375,3 +415,9 @@ def write_batch(source_id: str, stream: str, datasets: list[str], batches: Itera
             writer.write(b)
         manifest = writer.commit()
     return writer.dir, manifest
+
+
+def _opened(rb: pa.RecordBatch) -> pa.RecordBatch:
+    """A landed record batch with its sealed values opened (in memory only: see privacy.seal_columns)."""
+    table = privacy.open_columns(pa.Table.from_batches([rb]))
+    return table.combine_chunks().to_batches()[0] if table.num_rows else rb

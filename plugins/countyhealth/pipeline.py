@@ -109,9 +109,10 @@ def extract(source_id: str, stream: str, *, until: dt.datetime | None = None, wh
     where = f"{source.path}: streams.{stream}"
     tracker = CursorTracker(cfg.cursor, highest=_parse_iso(progress["cursor_end"]) if progress else None)
     boundary = CursorBoundary(cfg.cursor, after=after, where=where) if resumable else None
-    writer = landing.BatchWriter.resume(progress_dir) if progress_dir else landing.BatchWriter(
-        source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
-        cursor_start=_iso(since))
+    sealed = privacy.sensitive_columns(cfg)  # ID numbers and phones sealed before they touch disk
+    writer = landing.BatchWriter.resume(progress_dir, sensitive_columns=sealed) if progress_dir else \
+        landing.BatchWriter(source_id, stream, cfg.datasets, cursor_column=cfg.cursor.column if cfg.cursor else None,
+                            cursor_start=_iso(since), sensitive_columns=sealed)
     facts = {"window": {"since": _iso(since), "until": _iso(until)}}
     with writer:
         extraction.savepoint, extraction.rollback = writer.savepoint, writer.rollback
@@ -432,7 +433,7 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
                 res.rows_clean += out.clean.num_rows
                 for rule, n in out.rule_counts.items():
                     res.rule_counts[rule] = res.rule_counts.get(rule, 0) + n
-                _append(writers, tmp, ds, "clean", out.clean)
+                _append(writers, tmp, ds, "clean", privacy.protect_canonical(ds, out.clean))
                 errors = out.issues.filter(pc.equal(out.issues.column("severity"), "error"))
                 warnings = out.issues.filter(pc.equal(out.issues.column("severity"), "warning"))
                 sensitive = {s.column for name, s in dmap.fields.items() if name in ("id_number", "phone") and s.column}
@@ -459,6 +460,7 @@ def validate(batch_dir: Path, *, source: SourceBase | None = None, load_time: dt
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        landing.make_private(final)
     except BaseException:
         for w in writers.values():
             w.close()
@@ -695,7 +697,24 @@ def _insert_issues(wh, conn, path: Path, table_name: str, dataset: str, manifest
     else:
         cols["found_at"] = pa.array([now] * n, pa.timestamp("us"))
     wh.insert_arrow(conn, table_name, pa.table(cols))
+    _drop_relanded_issues(conn, table_name, manifest.batch_id)
     return len(pc.unique(issues.column("_row")))
+
+
+def _drop_relanded_issues(conn, table_name: str, batch_id: str) -> None:
+    """Idempotent quarantine and findings: a row landed again (an overlap re-read, a crash, a concurrent run) whose
+    record already carries the same rule with the same value from an earlier batch adds nothing — the table stays
+    exactly as one landing left it. A record without a key is told apart by its row (quarantine's row_json)."""
+    import sqlalchemy as sa
+
+    q = table_name  # the row just inserted; o: the same record's issue from an earlier batch
+    same_row = (f"({q}.source_record_id IS NOT NULL OR (o.row_json IS NOT DISTINCT FROM {q}.row_json "
+                f"AND {q}.row_json IS NOT NULL))") if q == "quarantine" else f"{q}.source_record_id IS NOT NULL"
+    conn.execute(sa.text(
+        f"DELETE FROM {q} WHERE {q}.batch_id = :b AND EXISTS (SELECT 1 FROM {q} o WHERE o.batch_id <> :b "
+        f"AND o.source_id = {q}.source_id AND o.dataset = {q}.dataset AND o.rule_id = {q}.rule_id "
+        f"AND o.source_record_id IS NOT DISTINCT FROM {q}.source_record_id "
+        f"AND o.offending_value IS NOT DISTINCT FROM {q}.offending_value AND {same_row})"), {"b": batch_id})
 
 
 def _register_source(conn, source: SourceBase, now: dt.datetime) -> None:

@@ -19,7 +19,10 @@ def run_command(until, no_downstream) -> None:
     """Extract, validate and load every source; then identity and shared results.
 
     Exits 1 when any stream failed or any batch is held — after doing everything it could for the others."""
-    s = run(until=until, downstream=not no_downstream)
+    from countyhealth import run_lock
+
+    with run_lock.one_run():  # one run at a time: a second says who holds it since when and exits 75
+        s = run(until=until, downstream=not no_downstream)
     written = sum(d.get("written", 0) for b in s.loaded for d in b.datasets.values())
     unchanged = sum(d.get("unchanged", 0) for b in s.loaded for d in b.datasets.values())
     click.echo(f"extracted {sum(s.extracted.values()):,} rows from {len(s.extracted)} stream(s); "

@@ -231,14 +231,150 @@ def protect_person(table):
         hashes = keyed_hashes(normal, purpose)
         return [hashes.get(v) if v else None for v in normal]
 
-    phone_of = {v: normalise_phone(v) for v in set(phones) if v}  # each distinct phone once
+    def kept(values: list, fresh: list, name: str) -> list:
+        # a row sealed already (validation wrote it so) keeps the hash made from its plaintext then
+        if name not in table.column_names:
+            return fresh
+        before = table.column(name).to_pylist()
+        return [b if is_encrypted(v) else f for v, f, b in zip(values, fresh, before)]
+
+    plain_ids = [None if is_encrypted(v) else v for v in ids]
+    phone_of = {v: normalise_phone(v) for v in set(phones) if v and not is_encrypted(v)}  # each distinct once
     columns = {
         "id_number": sealed(ids),
         "phone": sealed(phones),
-        "id_number_hash": hashed(normalise_ids_for_hash(ids), "id_number"),
-        "phone_hash": hashed([phone_of.get(v) for v in phones], "phone"),
+        "id_number_hash": kept(ids, hashed(normalise_ids_for_hash(plain_ids), "id_number"), "id_number_hash"),
+        "phone_hash": kept(phones, hashed([phone_of.get(v) for v in phones], "phone"), "phone_hash"),
     }
     for name, values in columns.items():
         i = table.schema.get_field_index(name)
         table = table.set_column(i, table.schema.field(i), pa.array(values, pa.string()))
     return table
+
+
+# ---- sealed before it touches disk (landing and validated files) -----------------------------------------
+# Canonical fields holding a personal identifier (sealed whole) and free text (scrubbed of ID and phone patterns
+# before the warehouse). One home: landing, validation and the loader ask here.
+SENSITIVE_FIELDS = frozenset({"id_number", "phone", "health_card_number"})
+HASH_TRANSFORMS = frozenset({"resident_id_hash", "resident_key_hash"})  # a raw column that is an ID in disguise
+FREE_TEXT_FIELDS = frozenset({"address", "findings", "impression", "symptoms", "value_text", "diagnosis_name",
+                              "note", "remarks"})
+
+# In a landed file a sealed value is written as ⟪token⟫ inside its text (the whole value, or the span that looked
+# like an ID number or a mobile inside free text). Reading the file opens every ⟪token⟫ again, so mapping and
+# validation see exactly what the source gave.
+_OPEN, _CLOSE = "\u27ea", "\u27eb"
+_SEALED_SPAN = re.compile(_OPEN + r"(s1\.[A-Za-z0-9_=-]+)" + _CLOSE)
+# an ID (15/18) or a mobile, digits possibly separated by one space or hyphen as people type them (138 1234 5678)
+_SEAL_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])"
+                           r"|(?<!\d)(1[3-9]\d[- ]?\d{4}[- ]?\d{4})(?!\d)")
+
+
+def _seal_text_values(values, whole: bool) -> dict[str, str]:
+    """distinct text → text as it is written to disk: the whole value sealed, or each ID/mobile span in it."""
+    out = {}
+    spans: set[str] = set()
+    distinct = [v for v in set(values) if v]
+    if whole:
+        tokens = seal_many(distinct)
+        return {v: _OPEN + tokens[v] + _CLOSE for v in distinct}
+    hits = {}
+    for v in distinct:
+        found = [m.group(0) for m in _SEAL_IN_TEXT.finditer(v)]
+        if found:
+            hits[v] = found
+            spans.update(found)
+    tokens = seal_many(spans)
+    for v in hits:
+        out[v] = _SEAL_IN_TEXT.sub(lambda m: _OPEN + tokens[m.group(0)] + _CLOSE, v)
+    return out
+
+
+def seal_columns(table, sensitive_columns=()):
+    """Raw rows as they may be written to disk: ``sensitive_columns`` sealed whole, every other text column's ID
+    number and mobile spans sealed in place (``⟪s1.…⟫``). :func:`open_columns` gives back the exact rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, fld in enumerate(table.schema):
+        if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)) or fld.name.startswith("_"):
+            continue
+        col = table.column(i)
+        whole = fld.name in sensitive_columns
+        if not whole and not pc.any(pc.match_substring_regex(col, r"\d{11}|\d{3}[- ]\d{4}")).as_py():
+            continue  # cheap pre-check: most columns (codes, dates) hold nothing to seal
+        values = col.to_pylist()
+        sealed = _seal_text_values(values, whole)
+        if sealed:
+            table = table.set_column(i, fld, pa.array([sealed.get(v, v) if v else v for v in values], fld.type))
+    return table
+
+
+def open_columns(table):
+    """The inverse of :func:`seal_columns`, in memory only."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, fld in enumerate(table.schema):
+        if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)):
+            continue
+        col = table.column(i)
+        if not pc.any(pc.match_substring(col, _OPEN)).as_py():
+            continue
+        values = col.to_pylist()
+        distinct = {v for v in values if v and _OPEN in v}
+        tokens = unseal_many({m.group(1) for v in distinct for m in _SEALED_SPAN.finditer(v)})
+        opened = {v: _SEALED_SPAN.sub(lambda m: tokens[m.group(1)], v) for v in distinct}
+        table = table.set_column(i, fld, pa.array([opened.get(v, v) if v else v for v in values], fld.type))
+    return table
+
+
+def scrub_free_text(table):
+    """Free-text columns (:data:`FREE_TEXT_FIELDS`) with ID numbers and phones masked — irreversibly: what the
+    warehouse keeps of a note is the note, never a number in it."""
+    import pyarrow as pa
+
+    for name in FREE_TEXT_FIELDS & set(table.column_names):
+        i = table.schema.get_field_index(name)
+        values = table.column(i).to_pylist()
+        cleaned = {v: scrub_all(v) for v in set(values) if v}
+        if any(k != c for k, c in cleaned.items()):
+            table = table.set_column(i, table.schema.field(i), pa.array([cleaned.get(v, v) if v else v
+                                                                         for v in values], pa.string()))
+    return table
+
+
+def scrub_all(text: str) -> str:
+    """:func:`scrub`, also for mobiles typed with separators (138 1234 5678)."""
+    text = scrub(text)
+    return _SEAL_IN_TEXT.sub(lambda m: mask_id(m.group(0)) if m.group(1) else mask_phone(m.group(0)), text)
+
+
+def protect_canonical(dataset: str, table):
+    """Canonical rows as validation writes them to disk and the loader takes them: identifiers sealed with their
+    keyed hashes (person), other sensitive fields sealed, free text scrubbed. Idempotent."""
+    import pyarrow as pa
+
+    if {"id_number", "phone"} <= set(table.column_names) and "id_number_hash" in table.column_names:
+        table = protect_person(table)
+    for name in (SENSITIVE_FIELDS - {"id_number", "phone"}) & set(table.column_names):
+        i = table.schema.get_field_index(name)
+        values = table.column(i).to_pylist()
+        tokens = seal_many(v for v in values if v and not is_encrypted(v))
+        table = table.set_column(i, table.schema.field(i),
+                                 pa.array([tokens.get(v, v) if v else v for v in values], pa.string()))
+    return scrub_free_text(table)
+
+
+def sensitive_columns(stream) -> set[str]:
+    """The raw columns of a stream's config that hold an identifier (sealed whole at landing): those mapped to a
+    :data:`SENSITIVE_FIELDS` field or hashed by a resident-ID transform, plain or inside a template."""
+    out: set[str] = set()
+    for dmap in getattr(stream, "maps", None) or ():
+        for name, spec in dmap.fields.items():
+            if name in SENSITIVE_FIELDS or set(spec.transform or ()) & HASH_TRANSFORMS:
+                if spec.column:
+                    out.add(spec.column)
+                if spec.template:
+                    out.update(re.findall(r"\{([^{}]+)\}", spec.template))
+    return out

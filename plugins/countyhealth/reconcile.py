@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from countyhealth import landing
+from countyhealth import landing, privacy
 from countyhealth.connectors.base import CursorTracker, ExtractWindow, iso_time
 from countyhealth.connectors.mapping import map_dataset
 from countyhealth.connectors.typing import DatasetMap
@@ -117,6 +117,7 @@ def _land_days(conn, source, stream_name: str, cfg, days: list[dt.date], start: 
     windows = [(max(start, dt.datetime.combine(d, dt.time())), min(end, dt.datetime.combine(d, dt.time()) +
                                                                      dt.timedelta(days=1))) for d in days]
     with landing.BatchWriter(source.source_id, stream_name, cfg.datasets, cursor_column=cfg.cursor.column,
+                             sensitive_columns=privacy.sensitive_columns(cfg),
                              cursor_start=iso_time(windows[0][0])) as writer:
         for since, until in windows:
             for batch in conn.extract(stream_name, ExtractWindow(since=since, until=until)).batches:

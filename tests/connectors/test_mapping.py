@@ -81,6 +81,24 @@ def test_unparsable_and_unmapped_values_become_issues_with_stable_rule_ids():
     assert {r["severity"] for r in out.issues.to_pylist()} == {"error"}
 
 
+def test_numbers_parse_exactly_or_quarantine_never_coerced():
+    src = source()
+    good = ["５.２", "≥1000", "12.3↑", " <0.1 ", "8.5 H", "-0.25", "阴性", "1:320", "2+"]
+    bad = ["1e309", "NaN", "5.2; DROP TABLE lab_result", "5.2 6.1", "0x1F", "inf", "12..3", "1,234"]
+    values = good + bad
+    n = len(values)
+    data = lab_raw(jgid=[f"R{i}" for i in range(n)], bgdh=["B1"] * n, hzid=["P1"] * n, jgdm=["W350125101"] * n,
+                   xmdm=["JY011"] * n, jg=values, ycbz=[None] * n, bgsj=["2026/03/01 10:05"] * n, zt=["审核"] * n,
+                   gxsj=["2026/03/01 10:06"] * n)
+    out = map_dataset(data, src.streams["labs"].maps[0], src, src.streams["labs"], batch_id="b1")
+    got = out.table.column("value_numeric").to_pylist()
+    assert got[:len(good)] == [5.2, 1000.0, 12.3, 0.1, 8.5, -0.25, None, None, None]
+    assert got[len(good):] == [None] * len(bad)
+    flagged = {r["value"] for r in out.issues.to_pylist() if r["rule_id"] == "lab_result.conformance.parse.value_numeric"}
+    assert flagged == set(bad)  # each quarantined with its value named; none coerced into 1.0 or 5.2
+    assert out.table.column("value_operator").to_pylist()[:4] == [None, ">=", None, "<"]
+
+
 def test_id_numbers_and_phones_are_masked_in_issues():
     cfg = {"kind": "sql", "facility_code": "H1", "connection": {"conn_id": "x"}, "streams": {"p": {
         "table": "t", "dataset": "person", "fields": {

@@ -1,4 +1,4 @@
-"""The DAG files import cleanly, fast, without heavy libraries, and build the graph from sources/."""
+"""The DAG files import cleanly, without heavy libraries, and build the graph from sources/."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _run(code: str, env_extra: dict | None = None) -> str:
 
 
 @pytest.mark.airflow
-def test_dagbag_imports_without_errors_quickly_and_without_heavy_imports():
+def test_dagbag_imports_without_errors_and_without_heavy_imports():
     out = _run(f"""
         import sys, time, json
         import airflow.sdk  # Airflow's own import time is not ours
@@ -39,7 +39,7 @@ def test_dagbag_imports_without_errors_quickly_and_without_heavy_imports():
     result = json.loads(out.strip().splitlines()[-1])
     assert result["errors"] == {}
     assert {"countyhealth_nightly", "countyhealth_maintenance", "countyhealth_fhir_export"} <= set(result["dags"])
-    assert result["seconds"] < 2.0, result
+    # how fast it parses is measured in bench/bench_dag_parse.py, never asserted here (a busy machine is slow)
     assert result["heavy"] == [], f"heavy libraries imported at parse time: {result['heavy']}"
     # 26 sources: 23 HIS × 4 streams, public health 2, contracts 1, registry 1; × (extract, validate) + 6 stages
     assert result["tasks"] == (23 * 4 + 2 + 1 + 1) * 2 + 6

@@ -162,3 +162,37 @@ def test_the_pipeline_can_refresh_while_the_api_serves(server):
     time.sleep(1.1)  # the API checks for a new snapshot at most once a second
     after = requests.get(f"{url}/fhir/Observation", params={"patient": "P0000000001"}, headers=h, timeout=5).json()
     assert after["total"] == 4
+
+
+def test_tokens_expire_rotate_with_a_grace_period_and_name_a_registered_facility(server):
+    from click.testing import CliRunner
+
+    from countyhealth.results.commands import results
+
+    url, store, wh = server
+    q = {"patient": "P0000000001"}
+    old = api.create_token("W350125101", "w-his", url=store)
+    assert requests.get(f"{url}/fhir/Observation", params=q, headers={"Authorization": f"Bearer {old}"},
+                        timeout=5).status_code == 200
+    new = api.rotate_token("w-his", grace_hours=0, url=store)  # the old one stops at once
+    assert requests.get(f"{url}/fhir/Observation", params=q, headers={"Authorization": f"Bearer {old}"},
+                        timeout=5).status_code == 401
+    assert requests.get(f"{url}/fhir/Observation", params=q, headers={"Authorization": f"Bearer {new}"},
+                        timeout=5).status_code == 200
+    engine = api.store_engine(store)
+    with engine.begin() as conn:  # the new one reaches its expiry
+        conn.execute(api.API_TOKEN.update().where(api.API_TOKEN.c.token_hash == api.hash_token(new))
+                     .values(expires_at=dt.datetime.now() - dt.timedelta(seconds=1)))
+        expiries = conn.execute(sa.select(api.API_TOKEN.c.expires_at)).scalars().all()
+    engine.dispose()
+    assert all(e is not None for e in expiries)
+    refused = requests.get(f"{url}/fhir/Observation", params=q, headers={"Authorization": f"Bearer {new}"}, timeout=5)
+    assert refused.status_code == 401 and "expired" in refused.text
+    runner = CliRunner()
+    unknown = runner.invoke(results, ["token", "create", "--facility", "W999999999"], env={
+        "COUNTYHEALTH_API_STORE_URL": store})
+    assert unknown.exit_code != 0 and "not in the facility registry" in unknown.output
+    assert "Traceback" not in unknown.output
+    made = runner.invoke(results, ["token", "create", "--facility", "W350125101", "--days", "7"],
+                         env={"COUNTYHEALTH_API_STORE_URL": store})
+    assert made.exit_code == 0 and made.output.startswith("chk_")

@@ -81,10 +81,15 @@ _TEXT_TYPES = {str, type(None)}
 
 def _text_array(values: Sequence[Any]) -> pa.Array:
     # most 前置库 columns are text already: hand them to Arrow as they are (3x faster than a call per value)
-    if set(map(type, values)) <= _TEXT_TYPES:
-        arr = pa.array(values)  # inferring is ~4x faster than asking for pa.string() on a list of str
-        return arr if arr.type == pa.string() else arr.cast(pa.string())  # all null: the null type
-    return pa.array([text(v) for v in values], pa.string())
+    try:
+        if set(map(type, values)) <= _TEXT_TYPES:
+            arr = pa.array(values)  # inferring is ~4x faster than asking for pa.string() on a list of str
+            return arr if arr.type == pa.string() else arr.cast(pa.string())  # all null: the null type
+        return pa.array([text(v) for v in values], pa.string())
+    except UnicodeEncodeError:  # a lone surrogate: one value Arrow cannot hold never fails the batch
+        from countyhealth.landing import storable_text
+
+        return pa.array([storable_text(text(v)) for v in values], pa.string())
 
 
 def raw_batch(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
@@ -104,7 +109,7 @@ def raw_batch_from_records(records: Sequence[dict]) -> pa.RecordBatch:
         _flatten(rec, "", row, json)
         flat.append(row)
         names.update(dict.fromkeys(row))
-    return pa.record_batch([pa.array([text(r.get(n)) for r in flat], pa.string()) for n in names], names=list(names))
+    return pa.record_batch([_text_array([r.get(n) for r in flat]) for n in names], names=list(names))
 
 
 def _flatten(value: Any, prefix: str, out: dict, json) -> None:

@@ -87,6 +87,9 @@ def fix_for(dataset: str, rule_id: str, field: str | None, values: list[str], sp
     if ".conformance.parse." in rule_id:
         return (f"the values ({shown}) are not {f.type if f else 'of the field type'}: add `transform: [numeric_part]` "
                 f"or `null_values: [...]` under fields.{field}")
+    if ".conformance.text." in rule_id:
+        return (f"the values ({shown}) hold a NUL byte (␀) or text that is not valid Unicode (�): the member's "
+                "system writes them; fix the records there — until then the rows are quarantined, the batch loads")
     if ".conformance.value_map." in rule_id:
         return (f"add a value map entry for {shown} under fields.{field}.map (or `unmapped: keep`)")
     if f is not None and f.code_set and rule_id.endswith(f"{field}_code"):

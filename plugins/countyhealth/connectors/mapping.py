@@ -51,13 +51,30 @@ def _per_value(fn: Callable[[str], str | None]) -> Callable[[pa.Array], pa.Array
 
 
 _FULLWIDTH = {i: i - 0xFEE0 for i in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
-_NUM_IN_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _COMPARATOR = re.compile(r"^\s*(<=|>=|≤|≥|<|>|＜|＞)")
 
 
+# The accepted grammar of a numeric result: an optional comparator, one decimal number, an optional abnormal flag
+# (全角 digits and signs read as ASCII): '5.2', '<0.1', '≥1000', '12.3↑', '８.５ H'. A value with digits that does
+# not fit (a second number, '1e309', '5.2; DROP TABLE', '0x1F') is passed on as it is, fails to parse and
+# quarantines its row with the value named — never coerced into a number. Qualitative text (阴性, +, 弱阳性) and a
+# titer or a graded plus ('1:320', '2+') carry no number: null here, kept in value_text.
+_NUMERIC_RESULT = re.compile(r"^\s*(?:<=|>=|≤|≥|<|>|＜|＞)?\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*"
+                             r"(?:↑↑|↓↓|↑|↓|HH|LL|H|L|h|l|\*)?\s*$")
+_NOT_A_NUMBER = frozenset({"nan", "inf", "-inf", "+inf", "infinity", "-infinity"})
+_QUALITATIVE_WITH_DIGITS = re.compile(r"^\s*(?:1\s*:\s*\d+|\d\s*\+)\s*$")
+
+
 def _numeric_part(v: str) -> str | None:
-    m = _NUM_IN_TEXT.search(v.translate(_FULLWIDTH))
-    return m.group(0) if m else None
+    text = v.translate(_FULLWIDTH)
+    m = _NUMERIC_RESULT.match(text)
+    if m:
+        return m.group(1)
+    if text.strip().lower() in _NOT_A_NUMBER:
+        return v
+    if not any(c.isdigit() for c in text) or _QUALITATIVE_WITH_DIGITS.match(text):
+        return None
+    return v  # digits outside the grammar: left to fail parsing (quarantined), never read as a number
 
 
 def _comparator(v: str) -> str | None:
@@ -147,7 +164,8 @@ def _parse(arr: pa.Array, target: pa.DataType, spec: FieldSpec | None) -> pa.Arr
         return pc.cast(_parse_timestamp(arr, None), pa.date32())
     if pa.types.is_floating(target):
         ok = pc.match_substring_regex(arr, _NUMBER)
-        return pc.cast(pc.if_else(ok, arr, pa.scalar(None, pa.string())), target)
+        as_float = pc.cast(pc.if_else(ok, arr, pa.scalar(None, pa.string())), target)
+        return pc.if_else(pc.is_finite(as_float), as_float, pa.scalar(None, target))  # 1e309 overflows: not a number
     if pa.types.is_integer(target):
         ok = pc.match_substring_regex(arr, _INTEGER)
         as_float = pc.cast(pc.if_else(ok, arr, pa.scalar(None, pa.string())), pa.float64())
@@ -191,6 +209,22 @@ def _template(raw: pa.Table, template: str, *, strict: bool, where: str) -> pa.A
     if len(pieces) == 1 and isinstance(pieces[0], pa.Array):
         return pieces[0]
     return pc.binary_join_element_wise(*pieces, "")
+
+
+# Text a warehouse cannot store. Declared rule: NUL bytes at the end of a value (C-string padding of old vendor
+# systems) are dropped; a NUL anywhere else, or U+FFFD (what invalid UTF-8 and lone surrogates become at the
+# connectors' Arrow boundary), quarantines the row under `<dataset>.conformance.text.<field>` with the value shown
+# (NUL as ␀) — one row, never the batch (PostgreSQL refuses NUL in text and would fail the whole COPY).
+_UNSTORABLE = "[\x00\ufffd]"
+
+
+def _storable_text(arr: pa.Array, dataset: str, field: str, rows, found) -> pa.Array:
+    if not pc.any(pc.match_substring_regex(arr, _UNSTORABLE)).as_py():
+        return arr
+    arr = pc.utf8_rtrim(arr, characters="\x00")
+    bad = pc.fill_null(pc.match_substring_regex(arr, _UNSTORABLE), False)
+    _report(found, rows, bad, arr, f"{dataset}.conformance.text.{field}", field)
+    return pc.if_else(bad, pa.scalar(None, pa.string()), arr)
 
 
 def _masked(field: str, values: list) -> list:
@@ -246,7 +280,8 @@ def _report(found: list, rows: pa.Array, failed: pa.Array, raw_values: pa.Array,
     if not pc.any(failed).as_py():
         return
     idx = pc.indices_nonzero(failed)
-    values = _masked(field, pc.take(raw_values, idx).to_pylist())
+    values = [v if v is None else v.replace("\x00", "\u2400")  # ␀: a NUL shown, never stored
+              for v in _masked(field, pc.take(raw_values, idx).to_pylist())]
     for r, v in zip(pc.take(rows, idx).to_pylist(), values):
         found.append((r, rule, "conformance", "error", field, v))
 
@@ -264,9 +299,13 @@ def _field(raw, spec: FieldSpec, f: pa.Field, dataset, rows, found, *, strict, w
         arr = pa.array([str(value) if not isinstance(value, bool) else ("1" if value else "0")] * n, pa.string())
     if not pa.types.is_string(arr.type):
         arr = pc.cast(arr, pa.string())
-    arr = _nullify(arr, tuple(spec.null_values) if spec.null_values is not None else DEFAULT_NULLS)
+    nulls = tuple(spec.null_values) if spec.null_values is not None else DEFAULT_NULLS
+    if spec.null_values is None and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type)):
+        nulls = tuple(v for v in nulls if v.lower() != "nan")  # a NaN where a number belongs is a fault, not a blank
+    arr = _storable_text(_nullify(arr, nulls), dataset, f.name, rows, found)
+    step_nulls = tuple(v for v in DEFAULT_NULLS if v in nulls or v.lower() != "nan")
     for step in spec.transform:
-        arr = _nullify(TRANSFORMS[step](arr), DEFAULT_NULLS)
+        arr = _nullify(TRANSFORMS[step](arr), step_nulls)
     if spec.map is not None:
         arr = _value_map(arr, spec, dataset, f.name, rows, found)
     parsed = _parse(arr, f.type, spec)

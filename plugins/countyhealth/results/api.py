@@ -50,7 +50,9 @@ API_TOKEN = sa.Table(
     sa.Column("can_see_identifiers", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("revoked_at", sa.DateTime),
+    sa.Column("expires_at", sa.DateTime),  # past it the token is refused; rotate before (token rotate)
 )
+TOKEN_DAYS = 90  # a token's life unless told otherwise: a leaked token is useful for weeks, not forever
 ACCESS_AUDIT = sa.Table(
     "access_audit", _md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -82,6 +84,9 @@ def store_engine(url: str | None = None) -> sa.Engine:
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
     _md.create_all(engine)
+    if "expires_at" not in {c["name"] for c in sa.inspect(engine).get_columns("api_token")}:
+        with engine.begin() as conn:  # a store made before tokens expired: its tokens keep no expiry until rotated
+            conn.execute(sa.text("ALTER TABLE api_token ADD COLUMN expires_at TIMESTAMP"))
     return engine
 
 
@@ -89,15 +94,57 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(facility_code: str, name: str, *, can_see_identifiers: bool = False, url: str | None = None) -> str:
-    """A new token for a facility; returns it once (only its hash is stored)."""
+def create_token(facility_code: str, name: str, *, can_see_identifiers: bool = False, url: str | None = None,
+                 days: float = TOKEN_DAYS) -> str:
+    """A new token for a facility, valid for ``days``; returns it once (only its hash is stored)."""
     token = "chk_" + secrets.token_urlsafe(32)
+    now = dt.datetime.now()
     engine = store_engine(url)
     with engine.begin() as conn:
         conn.execute(API_TOKEN.insert().values(token_hash=hash_token(token), facility_code=facility_code, name=name,
-                                               can_see_identifiers=can_see_identifiers, created_at=dt.datetime.now()))
+                                               can_see_identifiers=can_see_identifiers, created_at=now,
+                                               expires_at=now + dt.timedelta(days=days)))
     engine.dispose()
     return token
+
+
+def rotate_token(name: str, *, grace_hours: float = 24, days: float = TOKEN_DAYS, url: str | None = None) -> str:
+    """A new token for the facility of the live token(s) named ``name``; the old ones stop working after
+    ``grace_hours`` (time for the facility system to switch). ``KeyError`` when no live token has that name."""
+    now = dt.datetime.now()
+    engine = store_engine(url)
+    try:
+        with engine.begin() as conn:
+            live = conn.execute(sa.select(API_TOKEN).where(
+                API_TOKEN.c.name == name, API_TOKEN.c.revoked_at.is_(None),
+                sa.or_(API_TOKEN.c.expires_at.is_(None), API_TOKEN.c.expires_at > now))).mappings().all()
+            if not live:
+                raise KeyError(name)
+            cutoff = now + dt.timedelta(hours=grace_hours)
+            conn.execute(API_TOKEN.update().where(API_TOKEN.c.token_hash.in_([r["token_hash"] for r in live]),
+                                                  sa.or_(API_TOKEN.c.expires_at.is_(None),
+                                                         API_TOKEN.c.expires_at > cutoff))
+                         .values(expires_at=cutoff))
+    finally:
+        engine.dispose()
+    first = live[0]
+    return create_token(first["facility_code"], name, can_see_identifiers=first["can_see_identifiers"], url=url,
+                        days=days)
+
+
+def registered_facility(facility_code: str, warehouse_url: str | None = None) -> bool:
+    """Whether the facility registry (the warehouse's ``facility`` table) knows this code."""
+    from countyhealth.warehouse import Warehouse
+
+    wh = Warehouse(warehouse_url)
+    try:
+        with wh.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("facility"):
+                return False
+            return conn.execute(sa.text("SELECT 1 FROM facility WHERE facility_code = :c LIMIT 1"),
+                                {"c": facility_code}).first() is not None
+    finally:
+        wh.engine.dispose()
 
 
 def revoke_token(name: str, url: str | None = None) -> int:
@@ -124,6 +171,8 @@ class _TokenCache:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(API_TOKEN).where(API_TOKEN.c.token_hash == token_hash)).mappings().first()
         value = dict(row) if row and row["revoked_at"] is None else None
+        if value is not None and value.get("expires_at") is not None and value["expires_at"] <= dt.datetime.now():
+            value = None  # expired: refused like a revoked one
         self._rows[token_hash] = (now, value)
         return value
 
@@ -218,7 +267,7 @@ def create_app(*, warehouse_url: str | None = None, store: str | None = None, to
         token = tokens.get(hash_token(authorization[7:].strip()))
         if token is None:
             audit(request, None, person_id, 401, None)
-            raise HTTPException(401, "unknown or revoked token")
+            raise HTTPException(401, "unknown, revoked or expired token (countyhealth results token rotate NAME)")
         if facility and facility != token["facility_code"]:
             audit(request, token, person_id, 403, None)
             raise HTTPException(403, f"this token belongs to another facility than {facility}")

@@ -158,12 +158,34 @@ def token() -> None:
 @click.option("--facility", "facility_code", required=True)
 @click.option("--name", default=None, help="Label for the audit trail (default: the facility code).")
 @click.option("--identifiers", is_flag=True, help="Let this token see resident ID numbers and phones unmasked.")
-def token_create(facility_code, name, identifiers) -> None:
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=90, show_default=True,
+              help="How long the token is valid; rotate it before (`token rotate NAME`).")
+def token_create(facility_code, name, identifiers, days) -> None:
     from countyhealth.results import api
 
-    value = api.create_token(facility_code, name or facility_code, can_see_identifiers=identifiers)
+    if not api.registered_facility(facility_code):
+        raise click.ClickException(f"facility {facility_code!r} is not in the facility registry: check the code "
+                                   "(`countyhealth results coverage` lists members) or load the registry first")
+    value = api.create_token(facility_code, name or facility_code, can_see_identifiers=identifiers, days=days)
     click.echo(value)
     click.echo("shown once: store it in the facility system's secret store", err=True)
+
+
+@token.command("rotate")
+@click.argument("name")
+@click.option("--grace-hours", type=float, default=24, show_default=True,
+              help="How long the old token keeps working while the facility system switches.")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=90, show_default=True)
+def token_rotate(name, grace_hours, days) -> None:
+    """A new token for NAME's facility; the old one stops after the grace period."""
+    from countyhealth.results import api
+
+    try:
+        value = api.rotate_token(name, grace_hours=grace_hours, days=days)
+    except KeyError:
+        raise click.ClickException(f"no live token named {name!r}: create one with `token create`") from None
+    click.echo(value)
+    click.echo(f"shown once; the old token stops working in {grace_hours:g} h", err=True)
 
 
 @token.command("revoke")

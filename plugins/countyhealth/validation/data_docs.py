@@ -11,6 +11,13 @@ per rule (``rule_counts``) and the issue values, already masked (``countyhealth.
 files at the end of a run, in any process, from batches validated by parallel tasks: pass the landed batch
 directories (their ``validated/`` folder), or :class:`~countyhealth.validation.DatasetOutcome` objects.
 
+Offline and quiet: a county intranet (卫生专网) has no internet, and nothing here should call out. GX's analytics
+are off (``enable_analytics(False)``, ``GX_ANALYTICS_ENABLED=False``), and after GX renders, every page is
+rewritten to load nothing from the network: the CDN scripts and styles (jQuery, Bootstrap, bootstrap-table, Vega,
+Font Awesome) and remote images are dropped, and a local stylesheet (``static/countyhealth-offline.css``) keeps the
+pages readable — GX renders its tables as HTML, so without the scripts a page loses sorting and filtering, never
+content. (Vendoring the CDN libraries would keep those, at the price of shipping and patching a JavaScript stack.)
+
 Rules of the mapping step (``<dataset>.conformance.parse.<column>``) are no expectation of the suite; they are
 counted in the HTML run report (:mod:`.report`), not here.
 """
@@ -20,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -160,11 +169,14 @@ def _suite_result(summary: ResultSummary, rules, run_id):
 
 def _context(root: Path, site_dir: Path):
     """The file-backed GX context under reports/gx, its one Data Docs site writing to ``site_dir``."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # before GX reads it: nothing calls out
     import great_expectations as gx
 
     from countyhealth.validation import expectations as _custom  # noqa: F401 - suites use our expectation types
 
     ctx = gx.get_context(mode="file", project_root_dir=str(root))
+    if ctx.config.analytics_enabled is not False:
+        ctx.enable_analytics(False)  # saved in great_expectations.yml
     site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}
@@ -249,6 +261,7 @@ def build_data_docs(results: Iterable, *, run_name: str | None = None, site_dir:
         keys.append(key)
     suite_keys = [ExpectationSuiteIdentifier(name=d) for d in model.DATASET_NAMES]
     ctx.build_data_docs(site_names=[SITE_NAME], resource_identifiers=suite_keys + keys)
+    make_offline(site_dir)
     index = site_dir / "index.html"
     log.info("Data Docs for %d validation result(s) of run %s: %s", len(keys), run_name, index)
     return index
@@ -259,3 +272,38 @@ def reset(site_dir: Path | None = None) -> None:
     root = settings.reports_dir()
     shutil.rmtree(Path(site_dir or root / "data_docs"), ignore_errors=True)
     shutil.rmtree(root / "gx", ignore_errors=True)
+
+
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>", re.I)
+_REMOTE_LINK = re.compile(r"<link[^>]*\shref=[\"']https?://[^>]*>", re.I)
+_REMOTE_IMG = re.compile(r"<img[^>]*\ssrc=[\"']https?://[^>]*>", re.I)
+_REMOTE_CSS_URL = re.compile(r"url\(\s*['\"]?https?://[^)]*\)", re.I)
+OFFLINE_CSS = """/* countyhealth: Data Docs without the CDN stylesheets (see countyhealth.validation.data_docs) */
+body { font-family: system-ui, "Noto Sans CJK SC", sans-serif; margin: 1rem 2rem; color: #222; }
+table { border-collapse: collapse; margin: .5rem 0; } th, td { border: 1px solid #ccc; padding: .2rem .5rem; }
+th { background: #f3f3f3; } .hide, .d-none { display: none; } a { color: #0b5cad; }
+.navbar { border-bottom: 1px solid #ddd; padding-bottom: .5rem; margin-bottom: 1rem; }
+"""
+
+
+def make_offline(site_dir: Path) -> int:
+    """Rewrite a rendered site so that opening it loads nothing from the network; returns the pages rewritten."""
+    static = site_dir / "static"
+    static.mkdir(parents=True, exist_ok=True)
+    (static / "countyhealth-offline.css").write_text(OFFLINE_CSS, encoding="utf-8")
+    for css in static.rglob("*.css"):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        if _REMOTE_CSS_URL.search(text):
+            css.write_text(_REMOTE_CSS_URL.sub("none", text), encoding="utf-8")
+    pages = 0
+    for page in site_dir.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        clean = _REMOTE_IMG.sub("", _REMOTE_LINK.sub("", _REMOTE_SCRIPT.sub("", text)))
+        if "countyhealth-offline.css" not in clean:
+            up = "../" * (len(page.relative_to(site_dir).parts) - 1)
+            clean = clean.replace("</head>", f'<link rel="stylesheet" href="{up}static/countyhealth-offline.css">'
+                                            "</head>", 1)
+        if clean != text:
+            page.write_text(clean, encoding="utf-8")
+            pages += 1
+    return pages
