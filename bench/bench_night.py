@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent / "plugins"))
 
 STAGES = {  # stage -> (module, function) timed inside the `pipeline run` process
     "extract": ("countyhealth.pipeline", "extract"),
-    "validate": ("countyhealth.pipeline", "validate"),
+    "validate": ("countyhealth.pipeline", "validate_batches"),
     "load": ("countyhealth.pipeline", "load_pending"),
     "identity": ("countyhealth.identity", "run"),
     "shared results": ("countyhealth.results", "refresh"),
