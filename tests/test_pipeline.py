@@ -194,6 +194,35 @@ def test_a_reconciliation_mismatch_refuses_the_batch(env):
     assert wh.count("person") == 0 and wh.watermark("his_w350125101", "patients") is None
 
 
+def test_a_night_loads_in_one_transaction_and_a_bad_batch_blocks_only_its_stream(env, monkeypatch):
+    import pyarrow.parquet as pq
+
+    wh = Warehouse()
+    wh.migrate()
+    paths = []
+    for stream in ("patients", "lab_results", "visits"):
+        m = pipeline.extract("his_w350125101", stream, wh=wh)
+        paths.append(landing.batch_dir("his_w350125101", stream, m.batch_id))
+    outcomes = pipeline.validate_batches([(p, None) for p in paths], wh=wh)
+    assert all(isinstance(o, pipeline.BatchOutcome) for o in outcomes.values())
+    begun = []
+    real = Warehouse.begin
+    monkeypatch.setattr(Warehouse, "begin", lambda self: begun.append(1) or real(self))
+    clean = paths[0] / "validated" / "person" / "clean.parquet"
+    table = pq.read_table(clean)
+    pq.write_table(table.slice(1), clean)  # the patients batch lost a row: the set fails, then batch by batch
+    loads, failed = pipeline.load_pending(wh=wh)
+    assert list(failed) == [f"his_w350125101/patients/{paths[0].name}"] and "rows extracted but" in \
+        next(iter(failed.values()))
+    assert sorted(s.stream for s in loads) == ["lab_results", "visits"] and len(begun) == 1 + 3
+    assert wh.count("person") == 0 and wh.watermark("his_w350125101", "patients") is None
+    assert wh.watermark("his_w350125101", "lab_results") is not None
+    pq.write_table(table, clean)  # repaired: the rest of the night in one transaction
+    begun.clear()
+    loads, failed = pipeline.load_pending(wh=wh)
+    assert not failed and [s.stream for s in loads if s.status == "loaded"] == ["patients"] and len(begun) == 1
+
+
 def _contract_rows(env) -> tuple[list[str], list[dict]]:
     """The contract platform's exports as loaded (CSV days only: GB18030, as the platform writes them)."""
     import csv

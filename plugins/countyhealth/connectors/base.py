@@ -253,6 +253,12 @@ class Connector:
             if cls.needs_connection else None
         return cls(source, conn)
 
+    def close(self) -> None:
+        """Release what the connector holds open across streams (database connections, an HTTP session)."""
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
+
     def stream(self, name: str) -> StreamBase:
         try:
             return self.source.streams[name]

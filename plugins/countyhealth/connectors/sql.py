@@ -19,7 +19,6 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 from countyhealth import privacy
 from countyhealth.connectors.base import Connector, Extraction, ExtractError, ExtractWindow, format_cursor, raw_batch
@@ -42,12 +41,21 @@ class SqlConnector(Connector):
         if self._engine is None:
             url = self.connection.sqlalchemy_url()
             try:
-                self._engine = sa.create_engine(url, poolclass=NullPool)
+                # a small pool: the streams of a member extracted one after another reuse one connection (a
+                # session per query was most of a small stream's extraction); checked before reuse, disposed
+                # by close() at the end of the source's streams
+                self._engine = sa.create_engine(url, pool_size=1, max_overflow=2, pool_pre_ping=True) \
+                    if not url.startswith("sqlite") else sa.create_engine(url, pool_pre_ping=True)
             except Exception as exc:  # noqa: BLE001 - bad URL or driver missing
                 raise ExtractError(f"{self.source.path}: cannot use the connection's database URL "
                                    f"({type(exc).__name__}: {privacy.scrub(str(exc))}) — check the connection "
                                    "and that its database driver is installed") from None
         return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     def _fail(self, what: str, exc: Exception) -> ExtractError:
         msg = privacy.scrub(str(getattr(exc, "orig", None) or exc)).splitlines()[0][:300]

@@ -193,23 +193,47 @@ def _exception_message(info) -> str | None:
     return None
 
 
+_PART_BITS = 40  # parts validated together: GX index = part << 40 | _row (a batch holds far fewer than 2**40 rows)
+
+
 def _check_chunk(dataset: str, table: pa.Table, context: ValidationContext) -> list[tuple]:
+    return _check_parts(dataset, [(table, context)])[0]
+
+
+def _check_parts(dataset: str, parts: list[tuple[pa.Table, ValidationContext]]) -> list[list[tuple]]:
+    """One GX run over several parts (a night's small batches of one dataset, sharing the suite parameters:
+    code system and load time), each part's frame built with its own context (its birth dates, its loaded
+    contracts) and indexed ``part << 40 | _row``; failing rows are handed back to their part. GX's fixed cost
+    (~1.3 s a run, whatever the rows: it builds the metric graph of every expectation) is paid once."""
     import pandas as pd
 
     from countyhealth.validation import suites
 
     run = suites.runner()
+    context = parts[0][1]
     params = {"now": pd.Timestamp(context.load_time), "code_system": context.code_system or "",
               "earliest_birth_date": pd.Timestamp(EARLIEST_BIRTH_DATE)}
-    all_null = {c for c in table.column_names if table.column(c).null_count == table.num_rows}
-    if "person_source_record_id" in table.column_names and not context.birth_dates:
-        all_null.add(BIRTH_DATE)
-    if context.loaded_contracts is None or context.loaded_contracts.empty:
-        all_null.add(OVERLAPPED_CONTRACT)
-    skip = frozenset(r.rule_id for r in run.rules[dataset] if suites.vacuous(r, all_null))
-    result = run.run(dataset, _frame(dataset, table, context, run.columns[dataset]), params, skip)
+    skip: frozenset | None = None
+    frames = []
+    for i, (table, ctx) in enumerate(parts):
+        all_null = {c for c in table.column_names if table.column(c).null_count == table.num_rows}
+        if "person_source_record_id" in table.column_names and not ctx.birth_dates:
+            all_null.add(BIRTH_DATE)
+        if ctx.loaded_contracts is None or ctx.loaded_contracts.empty:
+            all_null.add(OVERLAPPED_CONTRACT)
+        # a rule is skipped only when it cannot fail on any part
+        mine = frozenset(r.rule_id for r in run.rules[dataset] if suites.vacuous(r, all_null))
+        skip = mine if skip is None else skip & mine
+        frame = _frame(dataset, table, ctx, run.columns[dataset])
+        if len(parts) > 1:
+            frame.index = frame.index + (i << _PART_BITS)
+        frames.append(frame)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames)
+    result = run.run(dataset, frame, params, skip or frozenset())
     by_id = {r.rule_id: r for r in run.rules[dataset]}
-    found: list[tuple] = []
+    found: list[list[tuple]] = [[] for _ in parts]
+    where = (f"source {context.source_id}, batch {context.batch_id}" if len(parts) == 1 else
+             "batches " + ", ".join(sorted({f"{c.source_id}/{c.batch_id}" for _, c in parts}))[:300])
     for res in result.results:
         meta = res.expectation_config.meta or {}
         rule = by_id.get(meta.get("rule_id"))
@@ -219,47 +243,128 @@ def _check_chunk(dataset: str, table: pa.Table, context: ValidationContext) -> l
         if problem is None and not res.success and "unexpected_index_list" not in (res.result or {}):
             problem = "it returned no row-level result (is it a row-level expectation?)"
         if problem is not None:
-            raise ValidationError(f"rule {rule.rule_id} could not run on {dataset} (source {context.source_id}, "
-                                  f"batch {context.batch_id}): {privacy.scrub(problem)[:300]} — fix "
-                                  f"expectations/{dataset}.json or the data it names")
+            raise ValidationError(f"rule {rule.rule_id} could not run on {dataset} ({where}): "
+                                  f"{privacy.scrub(problem)[:300]} — fix expectations/{dataset}.json or the data "
+                                  "it names")
         if res.success:
             continue
-        rows = pa.array(res.result.get("unexpected_index_list") or [], pa.int64())  # index labels = _row
-        if not len(rows):
+        labels = pa.array(res.result.get("unexpected_index_list") or [], pa.int64())
+        if not len(labels):
             continue
-        column = rule.column if rule.column in table.column_names else None
-        if column is not None:
-            positions = pc.index_in(rows, value_set=table.column("_row"))  # where each failing _row sits in the chunk
-            values = pc.take(table.column(column), positions).to_pylist()
-            masked = {}
-            texts = []
-            for v in values:  # failing rows only; masking once per distinct value
-                if v not in masked:
-                    masked[v] = _mask(column, _value_text(v))
-                texts.append(masked[v])
-        else:
-            texts = [None] * len(rows)
-        found.extend(zip(rows.to_pylist(), [rule.rule_id] * len(rows), [rule.category] * len(rows),
-                         [rule.severity] * len(rows), [column] * len(rows), texts))
+        if len(parts) > 1:
+            part_of = pc.shift_right(labels, _PART_BITS)
+            rows_of = pc.bit_wise_and(labels, (1 << _PART_BITS) - 1)
+        for i, (table, _ctx) in enumerate(parts):
+            if len(parts) > 1:
+                rows = rows_of.filter(pc.equal(part_of, i))
+                if not len(rows):
+                    continue
+            else:
+                rows = labels  # index labels = _row
+            found[i].extend(_issues_of(rule, table, rows))
     return found
 
 
-def validate_dataset(dataset: str, table: pa.Table, context: ValidationContext,
-                     prior_issues: pa.Table | None = None) -> DatasetOutcome:
-    """Run the dataset's suite over ``table`` (canonical schema + ``_row``) in bounded chunks."""
+def _issues_of(rule, table: pa.Table, rows: pa.Array) -> list[tuple]:
+    column = rule.column if rule.column in table.column_names else None
+    if column is not None:
+        positions = pc.index_in(rows, value_set=table.column("_row"))  # where each failing _row sits in the chunk
+        values = pc.take(table.column(column), positions).to_pylist()
+        masked = {}
+        texts = []
+        for v in values:  # failing rows only; masking once per distinct value
+            if v not in masked:
+                masked[v] = _mask(column, _value_text(v))
+            texts.append(masked[v])
+    else:
+        texts = [None] * len(rows)
+    n = len(rows)
+    return list(zip(rows.to_pylist(), [rule.rule_id] * n, [rule.category] * n, [rule.severity] * n, [column] * n,
+                    texts))
+
+
+def _require_canonical(dataset: str, table: pa.Table, context: ValidationContext) -> None:
     if "_row" not in table.column_names:
         raise ValueError("validate_dataset needs the `_row` column (each row's position in its landed batch)")
     missing = [n for n in model.schema(dataset).names if n not in table.column_names]
     if missing:
         raise ValueError(f"{dataset} rows from {context.source_id} (batch {context.batch_id}) lack the canonical "
                          f"columns {', '.join(missing)}: map them with model.conform() before validating")
+
+
+def validate_dataset(dataset: str, table: pa.Table, context: ValidationContext,
+                     prior_issues: pa.Table | None = None) -> DatasetOutcome:
+    """Run the dataset's suite over ``table`` (canonical schema + ``_row``) in bounded chunks."""
+    _require_canonical(dataset, table, context)
     found: list[tuple] = []
-    if table.num_rows == 0:  # nothing to check: no GX call (a nightly run has many empty streams)
+    step = max(1, context.chunk_rows)
+    for start in range(0, table.num_rows, step):  # an empty table: no GX call (a night has many empty streams)
+        found.extend(_check_chunk(dataset, table.slice(start, step), context))
+    return _outcome(dataset, table, context, found, prior_issues)
+
+
+@dataclass
+class Part:
+    """One dataset's rows of one batch (chunk), to be validated with others of the night: :func:`validate_parts`."""
+    dataset: str
+    table: pa.Table
+    context: ValidationContext
+    prior_issues: pa.Table | None = None
+
+
+def _group_key(part: Part) -> tuple:
+    c = part.context
+    # suite parameters must agree within one GX run; contracts' overlap rule is judged within a batch
+    return (part.dataset, c.code_system or "", c.load_time, c.batch_id if part.dataset == "contract" else "")
+
+
+def validate_parts(parts: list[Part]) -> list[DatasetOutcome | Exception]:
+    """Validate many parts — a night's batches — with one GX run per dataset (and code system) over all the
+    small ones together, each row still attributed to its part: the outcome of each part is what
+    :func:`validate_dataset` gives it alone (tests/validation prove it on every failing row). Parts larger than
+    their chunk size run alone, in chunks; empty parts cost nothing. When a joint run raises, each of its parts
+    is validated alone, so only the part at fault gets the exception (returned in its place)."""
+    out: list[DatasetOutcome | Exception | None] = [None] * len(parts)
+    groups: dict[tuple, list[list[int]]] = {}
+    for i, part in enumerate(parts):
+        try:
+            _require_canonical(part.dataset, part.table, part.context)
+        except ValueError as exc:
+            out[i] = exc
+            continue
+        n = part.table.num_rows
+        if n == 0 or n > part.context.chunk_rows:
+            continue  # alone below
+        packs = groups.setdefault(_group_key(part), [[]])
+        if packs[-1] and sum(parts[j].table.num_rows for j in packs[-1]) + n > part.context.chunk_rows:
+            packs.append([])
+        packs[-1].append(i)
+    for packs in groups.values():
+        for pack in packs:
+            if len(pack) == 1:
+                continue  # alone below
+            dataset = parts[pack[0]].dataset
+            try:
+                found = _check_parts(dataset, [(parts[j].table, parts[j].context) for j in pack])
+            except ValidationError:
+                continue  # each alone below: the error lands on the part at fault
+            for j, f in zip(pack, found):
+                p = parts[j]
+                out[j] = _outcome(p.dataset, p.table, p.context, f, p.prior_issues)
+    for i, part in enumerate(parts):
+        if out[i] is None:
+            try:
+                out[i] = validate_dataset(part.dataset, part.table, part.context, part.prior_issues)
+            except ValidationError as exc:
+                out[i] = exc
+    return out  # type: ignore[return-value]
+
+
+def _outcome(dataset: str, table: pa.Table, context: ValidationContext, found: list[tuple],
+             prior_issues: pa.Table | None) -> DatasetOutcome:
+    if table.num_rows == 0:
         return DatasetOutcome(dataset, table, _masked(prior_issues) if prior_issues is not None else empty(),
                               0, 0, 0, 0.0, context.max_failing_share, False, {}, context.source_id, context.batch_id)
-    step = max(1, context.chunk_rows)
-    for start in range(0, table.num_rows, step):
-        found.extend(_check_chunk(dataset, table.slice(start, step), context))
     issues = issues_table(found) if found else empty()
     if prior_issues is not None and prior_issues.num_rows:
         issues = pa.concat_tables([_masked(prior_issues), issues])
