@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
     "identity": ("countyhealth.identity.commands:identity", "EMPI: link persons, review queue, retrain."),
     "results": ("countyhealth.results.commands:results", "Shared test results: show, export FHIR, serve the API."),
     "warehouse": ("countyhealth.cli:warehouse", "Create and inspect the warehouse."),
+    "status": ("countyhealth.status:status_command", "Per member and stream: last success, rows, held, failures."),
     "demo": ("countyhealth.demo:demo", "Simulate a county and run the whole pipeline on it."),
 }
 

@@ -763,9 +763,11 @@ class RunSummary:
 
 
 def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceBase] | None = None,
-        load_time: dt.datetime | None = None, downstream: bool = True) -> RunSummary:
+        load_time: dt.datetime | None = None, downstream: bool = True, progress=None) -> RunSummary:
     """Every enabled source stream: extract → validate; then load, identity, shared results. A failing
-    member is recorded and skipped; the others go on (as the Airflow DAG does)."""
+    member is recorded and skipped; the others go on (as the Airflow DAG does). ``progress(label)``, when
+    given, is called as each stream and each later stage finishes (the CLI's progress bar)."""
+    step = progress or (lambda label: None)
     wh = _warehouse(wh)
     wh.migrate()
     run_started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
@@ -789,7 +791,9 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
                 failures.record(stage="extract/validate", reason=summary.failed[key], source_id=source_id,
                                stream=stream_name, facility_code=source.facility_code)
                 log.error("%s failed: %s", key, summary.failed[key])
+            step(key)
     loads, failed = load_pending(wh=wh)
+    step("load")
     summary.failed.update(failed)
     for s in loads:
         if s.status == "held":
@@ -800,8 +804,11 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
         from countyhealth import identity, results
 
         summary.identity = identity.run(wh)
+        step("identity")
         summary.results = results.refresh(wh)
+        step("shared results")
     publish_run_reports(wh, started=run_started)
+    step("run report")
     return summary
 
 
