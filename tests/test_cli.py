@@ -93,3 +93,15 @@ def test_warehouse_locked_by_a_running_night(migrated):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_great_expectations_registration_noise_is_off_unless_verbose(tmp_path, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("COUNTYHEALTH_SOURCES_DIR", str(tmp_path))
+    gx = logging.getLogger("great_expectations")
+    monkeypatch.setattr(gx, "level", logging.NOTSET)
+    CliRunner().invoke(main, ["-v", "pipeline", "extract", "nosuch", "patients"])
+    assert gx.level == logging.NOTSET  # -v: everything, GX included
+    CliRunner().invoke(main, ["pipeline", "extract", "nosuch", "patients"])
+    assert gx.level == logging.WARNING

@@ -112,6 +112,10 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        from countyhealth.orchestration import quiet_great_expectations
+
+        quiet_great_expectations()
 
 
 @click.group()
