@@ -120,6 +120,13 @@ def quiet_great_expectations() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+def _alert():
+    """The webhook notifier (企业微信/钉钉 robot, ``COUNTYHEALTH_ALERT_WEBHOOK``); silent when none is set."""
+    from countyhealth.notify import CountyAlertNotifier
+
+    return CountyAlertNotifier()
+
+
 def _default_args() -> dict:
     return {
         "owner": "county-it",
@@ -128,7 +135,7 @@ def _default_args() -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(hours=1),
         "execution_timeout": dt.timedelta(hours=2),
-        "on_failure_callback": on_task_failure,
+        "on_failure_callback": [on_task_failure, _alert()],
     }
 
 
@@ -207,7 +214,8 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         started = started.astimezone(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=1)
         return str(pipeline.publish_run_reports(_wh(), started=started, run_name=getattr(dag_run, "run_id", None)))
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=None)
+    # its failure lists the night's failed members and held batches: that goes to the robot, not the log twice
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=[_alert()])
     def check_members(load_result: dict | None = None) -> None:
         """End the run red when a member failed or a batch was held, after all other work is done."""
         from countyhealth import failures as failure_records
