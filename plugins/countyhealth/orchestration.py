@@ -120,6 +120,12 @@ def quiet_great_expectations() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+def member_selected(params: dict, source_id: str) -> bool:
+    """Whether a run's ``members`` param (empty: every member) includes this source."""
+    members = params.get("members") or []
+    return not members or source_id in members
+
+
 def _alert():
     """The webhook notifier (企业微信/钉钉 robot, ``COUNTYHEALTH_ALERT_WEBHOOK``); silent when none is set."""
     from countyhealth.notify import CountyAlertNotifier
@@ -142,7 +148,8 @@ def _default_args() -> dict:
 def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_DAG_ID,
                       schedule_cron: str = "0 2 * * *"):
     import pendulum
-    from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, get_current_context, task
+    from airflow.sdk import (DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, TriggerRule,
+                             get_current_context, task)
 
     from countyhealth import model
     from countyhealth.connectors.config import load_sources
@@ -160,6 +167,10 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         from countyhealth import pipeline
 
         ctx = get_current_context()
+        if not member_selected(ctx.get("params") or {}, source_id):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"this run is for member(s) {ctx['params'].get('members')}")
         dag_run = ctx.get("dag_run")
         manifest = _within_budget(
             lambda: pipeline.extract(source_id, stream, until=_local(ctx.get("data_interval_end"))),
@@ -239,6 +250,10 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         default_args=_default_args(),
         tags=["countyhealth"],
         doc_md=__doc__,
+        # trigger with {"members": ["his_w350125101"]} to re-run one member; a date range is a backfill
+        params={"members": Param([], type="array", items={"type": "string", "enum": sorted(sources)},
+                                 title="members to run (empty: all)",
+                                 description="source ids; the other members' extracts are skipped")},
     ) as dag:
         validations = []
         migrated = migrate_warehouse()

@@ -134,3 +134,15 @@ def test_a_hanging_extract_is_stopped_at_the_members_cut_off():
                        what="his_x/visits")
     assert calls == []
     assert _within_budget(lambda: "batch", night_started=None, budget_minutes=1, what="x") == "batch"
+
+
+@pytest.mark.airflow
+def test_a_run_can_be_limited_to_one_member():
+    from countyhealth.orchestration import build_nightly_dag, member_selected
+
+    dag = build_nightly_dag()
+    param = dag.params.get_param("members")
+    assert param.value == [] and "his_w350125101" in param.schema["items"]["enum"]
+    assert member_selected({"members": []}, "his_w350125101") and member_selected({}, "public_health")
+    assert member_selected({"members": ["his_w350125101"]}, "his_w350125101")
+    assert not member_selected({"members": ["his_w350125101"]}, "public_health")
