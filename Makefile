@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+PORT ?= 8080
+
 .PHONY: demo test test-fast install postgres java chromium airflow bench clean
 
 $(STAMP): setup.cfg pyproject.toml
@@ -32,9 +34,10 @@ demo: install
 test: install postgres java chromium
 	$(BIN)/python -m pytest
 
-## Start Airflow locally (UI on :8080) with the project's DAGs; `make demo` first creates a county to load.
+## Start Airflow locally on 127.0.0.1 (`make airflow PORT=8081`; default 8080) with the project's DAGs and the
+## demo county's simulated platform; `make demo` first creates a county to load. Ctrl-C stops it by pid.
 airflow: install
-	bash scripts/airflow-local.sh
+	PORT=$(PORT) bash scripts/airflow-local.sh
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"

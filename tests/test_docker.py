@@ -46,12 +46,12 @@ def test_every_airflow_container_shares_the_countyhealth_environment():
 
 def test_no_secret_is_written_into_the_files():
     text = (DOCKER / "docker-compose.yaml").read_text()
-    for m in re.finditer(r"(PASSWORD|SECRET|SECRET_KEY|FERNET_KEY)[\"']?:\s*(\S+)", text):
+    for m in re.finditer(r"^\s*[A-Z_]*(PASSWORD|SECRET|SECRET_KEY|FERNET_KEY)[\"']?:\s*(\S+)", text, re.M):
         assert m.group(2).startswith("${"), m.group(0)
     for line in (DOCKER / ".env.example").read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, value = line.split("=", 1)
-            assert value in ("", "change-me"), key
+            assert value in ("", "change-me") or (key == "AIRFLOW_UID" and value.isdigit()), key
 
 
 def test_dockerfile_builds_on_the_pinned_airflow_and_installs_the_package():
@@ -90,3 +90,31 @@ def test_the_image_has_a_documented_place_for_connector_plug_in_packages():
                            "--find-links", str(DOCKER / "plugins"), "-r", str(DOCKER / "connector-plugins.txt")],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_production_auth_logs_uid_and_health_checks_on_every_service():
+    doc = compose()
+    services = doc["services"]
+    anchor = doc["x-countyhealth"]
+    assert anchor["environment"]["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
+    assert "apache-airflow-providers-fab" in (DOCKER / "Dockerfile").read_text()
+    assert "airflow users create --role Admin" in services["airflow-init"]["command"][1]
+    assert anchor["user"] == "${AIRFLOW_UID:-50000}:0"
+    assert "airflow-logs:/opt/airflow/logs" in anchor["volumes"] and "airflow-logs" in doc["volumes"]
+    for name, svc in services.items():
+        if name == "airflow-init":  # runs once and exits
+            continue
+        check = svc.get("healthcheck", {}).get("test")
+        assert check and check[0] in ("CMD", "CMD-SHELL"), name
+    assert "TriggererJob" in services["airflow-triggerer"]["healthcheck"]["test"][1]
+    assert "DagProcessorJob" in services["airflow-dag-processor"]["healthcheck"]["test"][1]
+    assert "inspect ping" in services["airflow-worker"]["healthcheck"]["test"][1]
+    assert services["results-api"]["healthcheck"]["test"][-1].endswith(":8800/health")
+
+
+def test_every_secret_is_guarded_so_compose_refuses_to_start_without_it():
+    text = (DOCKER / "docker-compose.yaml").read_text()
+    used = re.findall(r"(?<!\$)\$\{([A-Z_]*(?:PASSWORD|SECRET|SECRET_KEY|FERNET_KEY))(:\?[^}]*)?\}", text)
+    assert used
+    for name, guard in used:
+        assert guard.startswith(":?set "), f"${{{name}}} has no :? guard"

@@ -9,8 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import traceback
 
 import click
+
+from countyhealth.errors import UserError
+
+LOCKED_BY_NIGHT = ("the warehouse is locked: a nightly run is writing; try again after it, or read the results "
+                   "snapshot (`countyhealth results serve` reads it without the lock)")
 
 # command name -> ("module:attribute" of a click command or group, one-line help shown by --help)
 LAZY_COMMANDS = {
@@ -22,6 +28,7 @@ LAZY_COMMANDS = {
     "identity": ("countyhealth.identity.commands:identity", "EMPI: link persons, review queue, retrain."),
     "results": ("countyhealth.results.commands:results", "Shared test results: show, export FHIR, serve the API."),
     "warehouse": ("countyhealth.cli:warehouse", "Create and inspect the warehouse."),
+    "status": ("countyhealth.status:status_command", "Per member and stream: last success, rows, held, failures."),
     "demo": ("countyhealth.demo:demo", "Simulate a county and run the whole pipeline on it."),
 }
 
@@ -49,9 +56,55 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message for an exception that is a user's mistake or a service that is not there;
+    None for anything else (a bug: its traceback is printed as usual)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    from countyhealth.landing import LandingError
+    from countyhealth.warehouse import _is_lock_error
+
+    if isinstance(exc, LandingError):
+        return str(exc)
+    if _is_lock_error(exc) or "stayed locked by another process" in str(exc):
+        return LOCKED_BY_NIGHT
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.OperationalError):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+        if "connection" in first.lower() or "could not translate host" in first.lower():
+            # psycopg names host and port, never the password
+            return (f"cannot reach the warehouse ({first}): start PostgreSQL, or point "
+                    "COUNTYHEALTH_WAREHOUSE_URL (or --url) at a running server")
+    return None
+
+
+class CountyhealthGroup(LazyGroup):
+    """The top-level group: a user's mistake anywhere below becomes one line and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            if exc.exit_code == 1:  # click's default; our user errors exit 2 like click's usage errors
+                exc.exit_code = 2
+            raise
+        except Exception as exc:  # noqa: BLE001 - sorted below: user errors get one line, bugs a traceback
+            message = user_error(exc)
+            if message is None:
+                raise
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+            error = click.ClickException(message)
+            error.exit_code = 2
+            raise error from None
+
+
+@click.group(cls=CountyhealthGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="countyhealth")
-@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level; show the traceback behind an error.")
 def main(verbose: bool) -> None:
     """countyhealth — nightly data integration for a county medical community (县域医共体)."""
     logging.basicConfig(
@@ -59,6 +112,10 @@ def main(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:
+        from countyhealth.orchestration import quiet_great_expectations
+
+        quiet_great_expectations()
 
 
 @click.group()

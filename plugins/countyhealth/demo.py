@@ -58,8 +58,32 @@ def airflow_env(data: Path, county: Path) -> dict[str, str]:
     return env
 
 
+def _nights(bar, county: Path, days: int, start: dt.date, env: dict, outcomes: list, echo) -> None:
+    """One ``airflow dags test`` per simulated night, moving the county forward a day between them."""
+    from countyhealth.simulate.county import County, load_config
+
+    for day in range(days):
+        if day:
+            County(county, load_config(county)).advance(1)
+        date = start + dt.timedelta(days=day)
+        # the run for `date` covers [date 02:00, date+1 02:00) Asia/Shanghai; its logical date ends the interval
+        logical = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(2, 0)).isoformat() + "+08:00"
+        t1 = time.monotonic()
+        proc = subprocess.run([_bin("airflow"), "dags", "test", "countyhealth_nightly", logical], env=env,
+                              capture_output=True, text=True)
+        ok = proc.returncode == 0
+        outcomes.append((date, ok))
+        echo(f"night of {date}: airflow dags test countyhealth_nightly {logical} → "
+             f"{'success' if ok else 'finished with failures (see the run report)'} "
+             f"({time.monotonic() - t1:.0f}s)")
+        if not ok:
+            tail = "\n".join(l for l in (proc.stdout + proc.stderr).splitlines() if "ERROR" in l or "failed" in l)
+            echo("  " + "\n  ".join(tail.splitlines()[-8:]))
+        bar.advance(f"night of {date}")
+
+
 def run_demo(residents: int, days: int, seed: int, start: dt.date, *, history: int = 7, echo=click.echo) -> dict:
-    from countyhealth.simulate.county import County, CountyConfig, generate, load_config
+    from countyhealth.simulate.county import CountyConfig, generate
 
     data = settings.data_dir()
     data.mkdir(parents=True, exist_ok=True)
@@ -92,23 +116,10 @@ def run_demo(residents: int, days: int, seed: int, start: dt.date, *, history: i
         subprocess.run([_bin("countyhealth"), "warehouse", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([_bin("countyhealth"), "results", "load-eqa", str(county / "registry" / "eqa.csv")], env=env,
                        check=True, stdout=subprocess.DEVNULL)
-        for day in range(days):
-            if day:
-                County(county, load_config(county)).advance(1)
-            date = start + dt.timedelta(days=day)
-            # the run for `date` covers [date 02:00, date+1 02:00) Asia/Shanghai; its logical date ends the interval
-            logical = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(2, 0)).isoformat() + "+08:00"
-            t1 = time.monotonic()
-            proc = subprocess.run([_bin("airflow"), "dags", "test", "countyhealth_nightly", logical], env=env,
-                                  capture_output=True, text=True)
-            ok = proc.returncode == 0
-            outcomes.append((date, ok))
-            echo(f"night of {date}: airflow dags test countyhealth_nightly {logical} → "
-                 f"{'success' if ok else 'finished with failures (see the run report)'} "
-                 f"({time.monotonic() - t1:.0f}s)")
-            if not ok:
-                tail = "\n".join(l for l in (proc.stdout + proc.stderr).splitlines() if "ERROR" in l or "failed" in l)
-                echo("  " + "\n  ".join(tail.splitlines()[-8:]))
+        from countyhealth.progress import steps
+
+        with steps(days, "demo nights") as bar:
+            _nights(bar, county, days, start, env, outcomes, echo)
     finally:
         try:
             os.killpg(server.pid, signal.SIGTERM)

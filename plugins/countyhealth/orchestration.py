@@ -7,6 +7,11 @@ Nightly (``countyhealth_nightly``), at 02:00 Asia/Shanghai over the previous day
   so a small township server is never hit by all its streams at once; members run side by side. One
   member's outage fails only its own tasks: every later stage runs with ``all_done`` on what succeeded,
   and the failed stream catches up from its watermark next night.
+- the night has a cut-off per member (``extract_budget_minutes`` in its YAML, default 40): its extracts
+  must finish that long after the night started or are stopped and recorded (no Airflow retries on an
+  extract; the connector retries inside the budget), so a down or hanging member delays load and the
+  shared stages by at most its budget. Groups and tasks are shown with the member's name and code;
+  ``priority_weight`` by queue position gives every member its first stream before anyone's second.
 - ``migrate_warehouse`` first (pending migrations; extracts read their watermarks from the warehouse);
 - ``load`` (the single warehouse writer: rows, quarantine, audit and watermark per batch in one
   transaction) → ``identity`` (EMPI) → ``shared_results`` (互认; outlets: the shared-result Assets other
@@ -73,6 +78,61 @@ def on_task_failure(context) -> None:
                     task_id=task_id, source_id=source_id, stream=stream)
 
 
+class MissedCutOff(TimeoutError):
+    """A member's extract ran past its budget (``extract_budget_minutes``): stopped, recorded, caught up later."""
+
+
+def _within_budget(fn, *, night_started: dt.datetime | None, budget_minutes: int, what: str):
+    """Run ``fn()`` but stop it when the member's budget, counted from the night's start, is spent.
+
+    Airflow's ``execution_timeout`` is fixed per task; a member's streams run one after another, so each
+    extract gets only what is left of the member's budget (an alarm in the task process, as Airflow's own
+    timeout does). A stream that starts after the cut-off fails at once."""
+    import signal
+
+    started = night_started or dt.datetime.now(dt.timezone.utc)
+    deadline = started + dt.timedelta(minutes=budget_minutes)
+    left = (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    message = (f"{what} missed the night's cut-off ({budget_minutes} min after the night started): it catches up "
+               "from its watermark next night, or now with `countyhealth pipeline extract` + `pipeline load`")
+    if left <= 0:
+        raise MissedCutOff(message)
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return fn()  # signals reach only the main thread; the task's execution_timeout still bounds it
+
+    def _alarm(signum, frame):
+        raise MissedCutOff(message)
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, left)
+    try:
+        return fn()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def quiet_great_expectations() -> None:
+    """GX logs each data source, asset and suite it registers at INFO (~200 lines a validate task); keep its
+    warnings and errors only."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def member_selected(params: dict, source_id: str) -> bool:
+    """Whether a run's ``members`` param (empty: every member) includes this source."""
+    members = params.get("members") or []
+    return not members or source_id in members
+
+
+def _alert():
+    """The webhook notifier (企业微信/钉钉 robot, ``COUNTYHEALTH_ALERT_WEBHOOK``); silent when none is set."""
+    from countyhealth.notify import CountyAlertNotifier
+
+    return CountyAlertNotifier()
+
+
 def _default_args() -> dict:
     return {
         "owner": "county-it",
@@ -81,14 +141,15 @@ def _default_args() -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(hours=1),
         "execution_timeout": dt.timedelta(hours=2),
-        "on_failure_callback": on_task_failure,
+        "on_failure_callback": [on_task_failure, _alert()],
     }
 
 
 def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_DAG_ID,
                       schedule_cron: str = "0 2 * * *"):
     import pendulum
-    from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, get_current_context, task
+    from airflow.sdk import (DAG, Asset, CronDataIntervalTimetable, Param, TaskGroup, TriggerRule,
+                             get_current_context, task)
 
     from countyhealth import model
     from countyhealth.connectors.config import load_sources
@@ -100,17 +161,28 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         """Apply pending warehouse migrations before anything reads a watermark (a release may add some)."""
         return _wh().migrate()
 
-    @task(retries=3)
+    # no Airflow retries: the connector retries inside the call, and a retry later would run past the cut-off
+    @task(retries=0)
     def extract(source_id: str, stream: str) -> str:
         from countyhealth import pipeline
 
         ctx = get_current_context()
-        manifest = pipeline.extract(source_id, stream, until=_local(ctx.get("data_interval_end")))
+        if not member_selected(ctx.get("params") or {}, source_id):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"this run is for member(s) {ctx['params'].get('members')}")
+        dag_run = ctx.get("dag_run")
+        manifest = _within_budget(
+            lambda: pipeline.extract(source_id, stream, until=_local(ctx.get("data_interval_end"))),
+            night_started=getattr(dag_run, "start_date", None),
+            budget_minutes=sources[source_id].extract_budget_minutes, what=f"{source_id}/{stream}")
         return manifest.batch_id
 
     @task(retries=1)
     def validate(source_id: str, stream: str, batch_id: str) -> dict:
         from countyhealth import landing, pipeline
+
+        quiet_great_expectations()
 
         outcome = pipeline.validate(landing.batch_dir(source_id, stream, batch_id))
         return {ds: {"rows": r.rows_in, "quarantined": r.rows_quarantined, "held": r.held}
@@ -153,7 +225,8 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         started = started.astimezone(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=1)
         return str(pipeline.publish_run_reports(_wh(), started=started, run_name=getattr(dag_run, "run_id", None)))
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=None)
+    # its failure lists the night's failed members and held batches: that goes to the robot, not the log twice
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, on_failure_callback=[_alert()])
     def check_members(load_result: dict | None = None) -> None:
         """End the run red when a member failed or a batch was held, after all other work is done."""
         from countyhealth import failures as failure_records
@@ -177,20 +250,36 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         default_args=_default_args(),
         tags=["countyhealth"],
         doc_md=__doc__,
+        # trigger with {"members": ["his_w350125101"]} to re-run one member; a date range is a backfill
+        params={"members": Param([], type="array", items={"type": "string", "enum": sorted(sources)},
+                                 title="members to run (empty: all)",
+                                 description="source ids; the other members' extracts are skipped")},
     ) as dag:
         validations = []
         migrated = migrate_warehouse()
+        max_streams = max((sum(1 for s in src.streams.values() if s.enabled) for src in sources.values()), default=1)
         for source_id, source in sources.items():
             streams = [(n, s) for n, s in source.streams.items() if s.enabled]
             if not streams:
                 continue
-            with TaskGroup(group_id=f"member_{source_id}", tooltip=source.description or source_id):
+            # the UI shows the member's name and code (永泰县樟城镇卫生院 W350125101), not a truncated id
+            member = f"{(source.description or source_id).removesuffix(' HIS')} {source.facility_code or ''}".strip()
+            budget = dt.timedelta(minutes=source.extract_budget_minutes)
+            with TaskGroup(group_id=f"member_{source_id}", group_display_name=member,
+                           tooltip=f"{source.description or source_id} — sources/{source_id}.yaml"):
                 lanes: list[list] = [[] for _ in range(source.max_active_extracts)]
                 for i, (name, _) in enumerate(streams):
                     pool = {"pool": source.pool} if source.pool else {}  # a shared gateway, if declared
+                    # priority by position in the member's queue, the same for every member: each member's
+                    # first stream is scheduled before any member's second, so no member starves
+                    weight = {"priority_weight": max_streams - i // len(lanes), "weight_rule": "absolute"}
                     ex = extract.override(task_id=f"extract_{name}", trigger_rule=TriggerRule.ALL_DONE, **pool,
+                                          task_display_name=f"抽取 extract {name} · {source.facility_code or source_id}",
+                                          execution_timeout=budget, **weight,
                                           outlets=[Asset(landing_asset_uri(source_id, name))])(source_id, name)
-                    va = validate.override(task_id=f"validate_{name}")(source_id, name, ex)
+                    va = validate.override(task_id=f"validate_{name}", **weight,
+                                           task_display_name=f"校验 validate {name} · "
+                                                             f"{source.facility_code or source_id}")(source_id, name, ex)
                     lane = lanes[i % len(lanes)]
                     if lane:
                         lane[-1] >> ex  # the member's next stream waits for this one, whatever its outcome

@@ -914,9 +914,11 @@ class RunSummary:
 
 
 def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceBase] | None = None,
-        load_time: dt.datetime | None = None, downstream: bool = True) -> RunSummary:
+        load_time: dt.datetime | None = None, downstream: bool = True, progress=None) -> RunSummary:
     """Every enabled source stream: extract → validate; then load, identity, shared results. A failing
-    member is recorded and skipped; the others go on (as the Airflow DAG does)."""
+    member is recorded and skipped; the others go on (as the Airflow DAG does). ``progress(label)``, when
+    given, is called as each stream and each later stage finishes (the CLI's progress bar)."""
+    step = progress or (lambda label: None)
     wh = _warehouse(wh)
     wh.migrate()
     run_started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
@@ -943,6 +945,7 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
                     where[d] = (key, stream_name, source)
             except Exception as exc:  # noqa: BLE001 - one member's failure never stops the others
                 _stream_failed(summary, key, exc, source, stream_name)
+            step(key)
         if connector is not None:
             connector.close()
     # the night's batches validated together: GX's fixed cost once per dataset, not once per stream
@@ -950,6 +953,7 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
         if isinstance(res, BaseException) and where[d][0] not in summary.failed:
             _stream_failed(summary, where[d][0], res, where[d][2], where[d][1])
     loads, failed = load_pending(wh=wh)
+    step("load")
     summary.failed.update(failed)
     for s in loads:
         if s.status == "held":
@@ -960,8 +964,11 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
         from countyhealth import identity, results
 
         summary.identity = identity.run(wh)
+        step("identity")
         summary.results = results.refresh(wh)
+        step("shared results")
     publish_run_reports(wh, started=run_started)
+    step("run report")
     return summary
 
 

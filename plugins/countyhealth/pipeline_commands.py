@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from countyhealth.connectors.config import load_sources
 from countyhealth.pipeline import extract, load_pending, run
+from countyhealth.progress import steps
 
 
 @click.group("pipeline")
@@ -21,8 +23,11 @@ def run_command(until, no_downstream) -> None:
     Exits 1 when any stream failed or any batch is held — after doing everything it could for the others."""
     from countyhealth import run_lock
 
+    sources = load_sources()
+    streams = sum(1 for src in sources.values() for st in src.streams.values() if st.enabled)
     with run_lock.one_run():  # one run at a time: a second says who holds it since when and exits 75
-        s = run(until=until, downstream=not no_downstream)
+        with steps(streams + (4 if not no_downstream else 2), "night") as bar:
+            s = run(until=until, downstream=not no_downstream, sources=sources, progress=bar.advance)
     written = sum(d.get("written", 0) for b in s.loaded for d in b.datasets.values())
     unchanged = sum(d.get("unchanged", 0) for b in s.loaded for d in b.datasets.values())
     click.echo(f"extracted {sum(s.extracted.values()):,} rows from {len(s.extracted)} stream(s); "

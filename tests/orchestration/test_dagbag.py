@@ -83,3 +83,66 @@ def test_a_source_can_take_its_extract_slots_from_a_shared_pool(tmp_path):
     assert dag.get_task("member_public_health.extract_health_records").pool == "ph_gateway"
     assert dag.get_task("member_public_health.validate_health_records").pool != "ph_gateway"
     assert dag.get_task("member_contracts.extract_contracts").pool == "default_pool"
+
+
+@pytest.mark.airflow
+def test_members_are_named_get_a_cut_off_and_take_turns(tmp_path):
+    import datetime as dt
+
+    from countyhealth.orchestration import build_nightly_dag
+
+    text = (ROOT / "sources" / "his_w350125101.yaml").read_text(encoding="utf-8")
+    (tmp_path / "his_w350125101.yaml").write_text(text + "\nextract_budget_minutes: 15\n", encoding="utf-8")
+    (tmp_path / "public_health.yaml").write_text((ROOT / "sources" / "public_health.yaml").read_text(encoding="utf-8"),
+                                                 encoding="utf-8")
+    (tmp_path / "_vendors").mkdir()
+    for vendor in (ROOT / "sources" / "_vendors").glob("*.yaml"):
+        (tmp_path / "_vendors" / vendor.name).write_text(vendor.read_text(encoding="utf-8"), encoding="utf-8")
+    dag = build_nightly_dag(tmp_path)
+    group = dag.task_group_dict["member_his_w350125101"]
+    assert group.label == "永泰县樟城镇卫生院 W350125101"
+    ex = dag.get_task("member_his_w350125101.extract_lab_results")
+    assert ex.task_display_name == "抽取 extract lab_results · W350125101"
+    assert "W350125101" in dag.get_task("member_his_w350125101.validate_lab_results").task_display_name
+    # the cut-off: the member's budget bounds each extract, and Airflow does not retry past it
+    assert ex.execution_timeout == dt.timedelta(minutes=15) and ex.retries == 0
+    assert dag.get_task("member_public_health.extract_followups").execution_timeout == dt.timedelta(minutes=40)
+    # every member's first stream outranks any member's second
+    first = [dag.get_task(f"member_{m}.extract_{s}") for m, s in (("his_w350125101", "patients"),
+                                                                   ("public_health", "health_records"))]
+    later = dag.get_task("member_his_w350125101.extract_visits")
+    assert {t.weight_rule for t in first + [later]} == {"absolute"}
+    assert min(t.priority_weight for t in first) > later.priority_weight
+
+
+def test_a_hanging_extract_is_stopped_at_the_members_cut_off():
+    import datetime as dt
+    import time
+
+    from countyhealth.orchestration import MissedCutOff, _within_budget
+
+    # a night that started 59.5 s ago with a 1-minute budget: half a second is left
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=59.5)
+    t0 = time.monotonic()
+    with pytest.raises(MissedCutOff, match="missed the night's cut-off"):
+        _within_budget(lambda: time.sleep(30), night_started=started, budget_minutes=1, what="his_x/lab_results")
+    assert time.monotonic() - t0 < 25  # stopped long before the hang would have ended
+    # a stream starting after the cut-off fails at once, without touching the source
+    calls = []
+    with pytest.raises(MissedCutOff):
+        _within_budget(lambda: calls.append(1), night_started=started - dt.timedelta(minutes=5), budget_minutes=1,
+                       what="his_x/visits")
+    assert calls == []
+    assert _within_budget(lambda: "batch", night_started=None, budget_minutes=1, what="x") == "batch"
+
+
+@pytest.mark.airflow
+def test_a_run_can_be_limited_to_one_member():
+    from countyhealth.orchestration import build_nightly_dag, member_selected
+
+    dag = build_nightly_dag()
+    param = dag.params.get_param("members")
+    assert param.value == [] and "his_w350125101" in param.schema["items"]["enum"]
+    assert member_selected({"members": []}, "his_w350125101") and member_selected({}, "public_health")
+    assert member_selected({"members": ["his_w350125101"]}, "his_w350125101")
+    assert not member_selected({"members": ["his_w350125101"]}, "public_health")

@@ -244,7 +244,9 @@ def get_source(source_id: str, sources_dir: Path | None = None) -> SourceBase:
         hits = [p for p in source_files(root) if p.name == source_id + ext]
         if hits:
             return load_source(hits[0], root)
-    raise KeyError(f"no source {source_id!r}: expected sources/{source_id}.yaml (see `countyhealth sources list`)")
+    from countyhealth.errors import NotFound
+
+    raise NotFound(f"no source {source_id!r}: expected sources/{source_id}.yaml (see `countyhealth sources list`)")
 
 
 # ---- connections -----------------------------------------------------------------------------------------

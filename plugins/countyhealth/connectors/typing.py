@@ -210,6 +210,10 @@ class SourceBase(Model):
                                                   "merged under this file")
     connection: ConnectionRef | None = Field(None, description="where credentials come from (never the YAML)")
     max_active_extracts: int = Field(1, ge=1, le=16, description="concurrent extractions against this member")
+    extract_budget_minutes: int = Field(40, ge=1, le=600, description="the night's cut-off for this member: its "
+                                        "extracts must finish this many minutes after the night starts, or are "
+                                        "stopped, recorded and caught up next night (the shared stages run on "
+                                        "what arrived)")
     pool: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,256}$",
                              description="an Airflow pool the extract tasks take a slot from, for a resource "
                                          "several members share (a vendor gateway, one VPN link); create it "

@@ -104,7 +104,10 @@ def resolve(wh, person_id: str) -> str:
             row = conn.execute(sa.text("SELECT status, merged_into FROM empi_person WHERE person_id = :p"),
                                {"p": person_id}).first()
             if row is None:
-                raise KeyError(f"no person {person_id}")
+                from countyhealth.errors import NotFound
+
+                raise NotFound(f"no person {person_id} (person ids look like P0000000042; "
+                               "see `countyhealth identity status`)")
             if row[0] != "merged" or not row[1]:
                 return person_id
             person_id = row[1]
