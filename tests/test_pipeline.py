@@ -117,21 +117,28 @@ def test_extracted_but_never_loaded_is_read_again(env):
 
 
 def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
-    # a township's LIS upgrade writes garbage report times into most of its results
-    db = sqlite3.connect(env.county / "his" / "W350125102.sqlite")
+    # a township's LIS upgrade writes garbage report times into most of its results — the vendor-B township with
+    # the most results, so that its batch is over the circuit breaker's min_rows whatever the simulator's draws
+    def results_in(path):
+        with sqlite3.connect(path) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return db.execute("SELECT count(*) FROM jy_jg").fetchone()[0] if "jy_jg" in tables else -1
+    dirty = max(sorted((env.county / "his").glob("W*.sqlite")), key=results_in)
+    dirty_source = f"his_{dirty.stem.lower()}"
+    db = sqlite3.connect(dirty)
     db.execute("UPDATE jy_jg SET bgsj = 'N/A' WHERE rowid % 3 != 0")
     db.commit()
     db.close()
     wh = Warehouse()
     summary = pipeline.run(downstream=False)
-    held = [s for s in summary.held if s.source_id == "his_w350125102"]
+    held = [s for s in summary.held if s.source_id == dirty_source]
     assert [h.stream for h in held] == ["lab_results"]
-    assert wh.watermark("his_w350125102", "lab_results") is None  # did not move
+    assert wh.watermark(dirty_source, "lab_results") is None  # did not move
     with wh.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125102'").scalar() == 0
-        assert conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125101'").scalar() > 0
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM lab_result WHERE source_id = '{dirty_source}'").scalar() == 0
+        assert conn.exec_driver_sql(f"SELECT count(*) FROM lab_result WHERE source_id <> '{dirty_source}'").scalar() > 0
         status, message = conn.exec_driver_sql(
-            "SELECT status, message FROM batch_audit WHERE source_id = 'his_w350125102' AND stream = 'lab_results'").one()
+            f"SELECT status, message FROM batch_audit WHERE source_id = '{dirty_source}' AND stream = 'lab_results'").one()
     assert status == "held" and "lab_result.conformance.parse.report_at" in message
     # the county IT team looks, decides the rest is good, releases it: failing rows go to quarantine
     batch_id = held[0].batch_id
@@ -144,14 +151,14 @@ def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
     result = CliRunner().invoke(batches, ["release", batch_id, "--reason", "LIS upgrade; vendor fixing", "--load"])
     assert result.exit_code == 0, result.output
     with wh.engine.connect() as conn:
-        loaded = conn.exec_driver_sql("SELECT count(*) FROM lab_result WHERE source_id = 'his_w350125102'").scalar()
+        loaded = conn.exec_driver_sql(f"SELECT count(*) FROM lab_result WHERE source_id = '{dirty_source}'").scalar()
         q = conn.exec_driver_sql("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b",
                                  {"b": batch_id}) if False else conn.execute(
             sa.text("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b"), {"b": batch_id}).scalar()
         status, message = conn.execute(sa.text("SELECT status, message FROM batch_audit WHERE batch_id = :b"),
                                        {"b": batch_id}).one()
     assert loaded > 0 and q > loaded and status == "released" and "LIS upgrade" in message
-    assert wh.watermark("his_w350125102", "lab_results") is not None
+    assert wh.watermark(dirty_source, "lab_results") is not None
 
 
 def test_revalidating_after_a_mapping_fix_repairs_a_held_batch(env):
