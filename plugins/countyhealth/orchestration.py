@@ -78,6 +78,11 @@ def on_task_failure(context) -> None:
                     task_id=task_id, source_id=source_id, stream=stream)
 
 
+# How long after its cut-off a night still counts as live: the nightly window itself (a run that starts late
+# because the scheduler was down still has its cut-off); anything older is an operator's rerun.
+REPLAY_MARGIN = dt.timedelta(hours=6)
+
+
 class MissedCutOff(TimeoutError):
     """A member's extract ran past its budget (``extract_budget_minutes``): stopped, recorded, caught up later."""
 
@@ -87,12 +92,21 @@ def _within_budget(fn, *, night_started: dt.datetime | None, budget_minutes: int
 
     Airflow's ``execution_timeout`` is fixed per task; a member's streams run one after another, so each
     extract gets only what is left of the member's budget (an alarm in the task process, as Airflow's own
-    timeout does). A stream that starts after the cut-off fails at once."""
+    timeout does). A stream that starts after the cut-off fails at once.
+
+    The budget guards the live night only. A run whose start is far behind (``airflow dags test`` of a past
+    night, a task cleared and rerun the next morning) or ahead of the clock is a replay: its budget counts
+    from now, the task's own start, so a rerun never fails at once for a night that is long over."""
     import signal
 
-    started = night_started or dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.timezone.utc)
+    started = night_started or now
+    if started > now or now - started > dt.timedelta(minutes=budget_minutes) + REPLAY_MARGIN:
+        log.info("countyhealth: %s is a replay of a past night; its %d-min budget counts from now", what,
+                 budget_minutes)
+        started = now
     deadline = started + dt.timedelta(minutes=budget_minutes)
-    left = (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    left = (deadline - now).total_seconds()
     message = (f"{what} missed the night's cut-off ({budget_minutes} min after the night started): it catches up "
                "from its watermark next night, or now with `countyhealth pipeline extract` + `pipeline load`")
     if left <= 0:

@@ -141,6 +141,22 @@ def test_a_hanging_extract_is_stopped_at_the_members_cut_off():
     assert _within_budget(lambda: "batch", night_started=None, budget_minutes=1, what="x") == "batch"
 
 
+def test_a_replayed_night_gets_its_budget_from_now_not_from_the_past_night():
+    import datetime as dt
+
+    from countyhealth.orchestration import _within_budget
+
+    now = dt.datetime.now(dt.timezone.utc)
+    # `airflow dags test` of a night months ago, or a clear-and-rerun the next day: it runs
+    assert _within_budget(lambda: "batch", night_started=now - dt.timedelta(days=90), budget_minutes=40,
+                          what="his_x/lab_results") == "batch"
+    assert _within_budget(lambda: "batch", night_started=now - dt.timedelta(hours=20), budget_minutes=40,
+                          what="his_x/lab_results") == "batch"
+    # a night dated ahead of the clock (a skewed logical date) is not "already over" either
+    assert _within_budget(lambda: "batch", night_started=now + dt.timedelta(hours=3), budget_minutes=40,
+                          what="his_x/lab_results") == "batch"
+
+
 @pytest.mark.airflow
 def test_a_run_can_be_limited_to_one_member():
     from countyhealth.orchestration import build_nightly_dag, member_selected
