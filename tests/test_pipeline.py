@@ -161,6 +161,48 @@ def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
     assert wh.watermark(dirty_source, "lab_results") is not None
 
 
+def test_a_held_batch_never_blocks_the_newer_batches_of_its_stream(env):
+    # a township's LIS writes garbage for a night, then the vendor repairs the rows: the next night's batch of
+    # the same stream reads the held batch's window again and loads; the held batch is superseded, not released
+    def results_in(path):
+        with sqlite3.connect(path) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return db.execute("SELECT count(*) FROM jy_jg").fetchone()[0] if "jy_jg" in tables else -1
+    dirty = max(sorted((env.county / "his").glob("W*.sqlite")), key=results_in)
+    source_id = f"his_{dirty.stem.lower()}"
+    with sqlite3.connect(dirty) as db:
+        db.execute("CREATE TABLE bgsj_kept AS SELECT rowid AS r, bgsj FROM jy_jg")
+        db.execute("UPDATE jy_jg SET bgsj = 'N/A' WHERE rowid % 3 != 0")
+    wh = Warehouse()
+    first = pipeline.run(downstream=False)
+    held = [s.batch_id for s in first.held if s.source_id == source_id and s.stream == "lab_results"]
+    assert len(held) == 1 and wh.watermark(source_id, "lab_results") is None and not first.ok
+    with sqlite3.connect(dirty) as db:  # the vendor's repair (the update time left as it was, as vendors do)
+        db.execute("UPDATE jy_jg SET bgsj = (SELECT bgsj FROM bgsj_kept WHERE r = jy_jg.rowid)")
+        expected = db.execute("SELECT count(*) FROM jy_jg").fetchone()[0]
+    second = pipeline.run(downstream=False)
+    loaded = [s for s in second.loaded if s.source_id == source_id and s.stream == "lab_results"]
+    assert loaded and all(s.batch_id != held[0] for s in loaded)
+    assert second.held == [] and second.ok  # the night is green: nothing waits for a reviewer any more
+    assert wh.watermark(source_id, "lab_results") is not None
+    with wh.engine.connect() as conn:
+        in_warehouse = conn.execute(sa.text("SELECT count(*) FROM lab_result WHERE source_id = :s"),
+                                    {"s": source_id}).scalar()
+        status, message = conn.execute(sa.text("SELECT status, message FROM batch_audit WHERE batch_id = :b"),
+                                       {"b": held[0]}).one()
+        stale = conn.execute(sa.text("SELECT count(*) FROM quarantine WHERE batch_id = :b"), {"b": held[0]}).scalar()
+    assert in_warehouse > expected // 2  # the repaired rows arrived (the garbage night had a third clean at most)
+    assert status == "superseded" and loaded[0].batch_id in message and stale == 0
+    third = pipeline.run(downstream=False)  # and it stays that way
+    assert third.held == [] and [s.status for s in pipeline.load_pending()[0] if s.batch_id == held[0]] == ["skipped"]
+    # releasing it now would put the garbage night's values back over the repaired ones: refused in one line
+    from click.testing import CliRunner
+
+    from countyhealth.cli import main
+    out = CliRunner().invoke(main, ["batches", "release", held[0], "--reason", "looks fine", "--load"])
+    assert out.exit_code != 0 and "superseded" in out.output and "Traceback" not in out.output
+
+
 def test_revalidating_after_a_mapping_fix_repairs_a_held_batch(env):
     # a new vendor build writes status 已审核(终) that the YAML doesn't know yet: every row fails the value map
     db = sqlite3.connect(env.county / "his" / "W350125101.sqlite")

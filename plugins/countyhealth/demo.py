@@ -143,7 +143,7 @@ def summary(echo=click.echo) -> str | None:
         q = conn.execute(sa.text("SELECT count(DISTINCT batch_id || '#' || CAST(row_number AS VARCHAR)), "
                                  "count(DISTINCT rule_id) FROM quarantine")).fetchall()[0]
         held = conn.execute(sa.text("SELECT count(DISTINCT batch_id) FROM batch_audit WHERE status = 'held'")).scalar()
-        bad = conn.execute(sa.text("SELECT count(*) FROM batch_audit WHERE status <> 'held' AND rows_extracted <> "
+        bad = conn.execute(sa.text("SELECT count(*) FROM batch_audit WHERE status NOT IN ('held', 'superseded') AND rows_extracted <> "
                                    "rows_loaded + rows_quarantined + rows_duplicate")).scalar()
         persons = conn.execute(sa.text("SELECT count(*) FROM empi_person WHERE status = 'active'")).scalar()
         review = conn.execute(sa.text("SELECT count(*) FROM identity_review WHERE status = 'open'")).scalar()

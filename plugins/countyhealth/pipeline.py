@@ -641,7 +641,7 @@ class LoadSummary:
     batch_id: str
     source_id: str
     stream: str
-    status: str  # loaded | held | skipped
+    status: str  # loaded | released | held | superseded | skipped
     datasets: dict = field(default_factory=dict)  # dataset -> {extracted, loaded, written, unchanged, ...}
     watermark: str | None = None
 
@@ -656,6 +656,28 @@ def _audit_status(conn, batch_id: str) -> dict[str, str]:
 
     return {d: s for d, s in conn.execute(sa.text("SELECT dataset, status FROM batch_audit WHERE batch_id = :b"),
                                           {"b": batch_id})}
+
+
+def _read_again_by(conn, manifest) -> str | None:
+    """The later batch of the same stream that loaded and re-read this held batch's whole window, if any.
+
+    A held batch leaves its stream's watermark where it was, so the next night reads the same window again (and
+    more): once such a batch loads, the held one is only an older copy. Releasing it would put its older values
+    back over the repaired ones (equal update times win) and add quarantine rows for records that since loaded
+    clean; and left held, it would keep every later night red. Files have no cursor: their batches never are."""
+    import sqlalchemy as sa
+
+    if not manifest.cursor_end:
+        return None
+    rows = conn.execute(sa.text(
+        "SELECT batch_id, cursor_start, cursor_end FROM batch_audit WHERE source_id = :s AND stream = :t "
+        "AND batch_id > :b AND status IN ('loaded', 'released') ORDER BY batch_id"),
+        {"s": manifest.source_id, "t": manifest.stream, "b": manifest.batch_id})
+    for batch_id, start, end in rows:
+        covers_start = start is None or (manifest.cursor_start is not None and start <= manifest.cursor_start)
+        if covers_start and end is not None and end >= manifest.cursor_end:
+            return batch_id
+    return None
 
 
 def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) -> LoadSummary:
@@ -679,15 +701,18 @@ def _load_batch_in(wh, conn, batch_dir: Path, source: SourceBase | None = None) 
     summary = LoadSummary(manifest.batch_id, manifest.source_id, manifest.stream, "loaded")
     now = _now()
     done = _audit_status(conn, manifest.batch_id)
-    if done and all(s in ("loaded", "released") for s in done.values()):
+    if done and all(s in ("loaded", "released", "superseded") for s in done.values()):
         summary.status = "skipped"
         return summary
     status = "held" if outcome.held else ("released" if outcome.released else "loaded")
+    newer = _read_again_by(conn, manifest) if status == "held" else None
+    if newer is not None:
+        status = "superseded"
     conn.execute(sa.text("DELETE FROM batch_audit WHERE batch_id = :b"), {"b": manifest.batch_id})
     for dataset, res in outcome.datasets.items():
         counts = {"extracted": res.rows_in, "loaded": 0, "quarantined": res.rows_quarantined, "duplicate": 0,
                   "written": 0, "unchanged": 0}
-        if status != "held":
+        if status not in ("held", "superseded"):
             for table in ("quarantine", "finding"):
                 conn.execute(sa.text(f"DELETE FROM {table} WHERE batch_id = :b AND dataset = :d"),
                              {"b": manifest.batch_id, "d": dataset})
@@ -708,6 +733,9 @@ def _load_batch_in(wh, conn, batch_dir: Path, source: SourceBase | None = None) 
                        + ", ".join(f"{r} ({n})" for r, n in sorted(res.rule_counts.items(), key=lambda x: -x[1])[:3]))
         elif status == "held":
             message = "held with the batch: another dataset of this batch failed too many rows"
+        if status == "superseded":
+            message = (f"superseded: batch {newer} read its rows again and loaded; nothing of this batch loads "
+                       f"(it was held: {100 * res.failing_share:.1f}% of rows failed validation)")
         conn.execute(sa.text(
             "INSERT INTO batch_audit (batch_id, dataset, source_id, stream, status, rows_extracted, rows_loaded, "
             "rows_written, rows_unchanged, rows_quarantined, rows_duplicate, rows_flagged, failing_share, threshold, "
@@ -716,14 +744,14 @@ def _load_batch_in(wh, conn, batch_dir: Path, source: SourceBase | None = None) 
             {"b": manifest.batch_id, "d": dataset, "s": manifest.source_id, "t": manifest.stream, "st": status,
              "e": counts["extracted"], "l": counts["loaded"], "w": counts["written"], "u": counts["unchanged"],
              "q": counts["quarantined"], "dup": counts["duplicate"],
-             "fl": res.rows_flagged if status != "held" else 0, "fs": res.failing_share, "th": res.threshold,
+             "fl": res.rows_flagged if status not in ("held", "superseded") else 0, "fs": res.failing_share, "th": res.threshold,
              "cs": manifest.cursor_start, "ce": manifest.cursor_end,
              "xa": dt.datetime.fromisoformat(manifest.ended_at).replace(tzinfo=None),
-             "va": dt.datetime.fromisoformat(outcome.validated_at), "la": now if status != "held" else None,
+             "va": dt.datetime.fromisoformat(outcome.validated_at), "la": now if status not in ("held", "superseded") else None,
              "m": message})
         summary.datasets[dataset] = counts
     summary.status = status
-    if status == "held":
+    if status in ("held", "superseded"):
         return summary
     for f in manifest.extra.get("files", []):
         conn.execute(sa.text("DELETE FROM ingested_file WHERE source_id = :s AND stream = :t AND sha256 = :h"),
@@ -871,6 +899,17 @@ def load_pending(*, wh=None, source_id: str | None = None) -> tuple[list[LoadSum
         for batch_dir, manifest in todo[start:end]:
             _load_alone(wh, batch_dir, manifest, out, failed, blocked, sources)
         start = end
+    # a batch held earlier in this load may have been read again by one that loaded after it: looked at again, it
+    # is superseded tonight rather than keeping the night red until the next one
+    loaded_streams = {(s.source_id, s.stream) for s in out if s.status in ("loaded", "released")}
+    dirs = {m.batch_id: d for d, m in todo}
+    for i, s in enumerate(out):
+        if s.status == "held" and (s.source_id, s.stream) in loaded_streams and s.batch_id in dirs:
+            again = load_batch(dirs[s.batch_id], wh=wh, source=_source(sources, s.source_id))
+            if again.status == "superseded":
+                log.info("batch %s (%s/%s) superseded by a later batch that read its rows again", s.batch_id,
+                         s.source_id, s.stream)
+                out[i] = again
     return out, failed
 
 
@@ -958,7 +997,7 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
     for s in loads:
         if s.status == "held":
             summary.held.append(s)
-        elif s.status != "skipped":
+        elif s.status in ("loaded", "released"):
             summary.loaded.append(s)
     if downstream:
         from countyhealth import identity, results

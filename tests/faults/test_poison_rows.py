@@ -21,6 +21,9 @@ def _his(tmp_path, monkeypatch):
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE jy_jg (jgid TEXT, bgdh TEXT, hzid TEXT, xmdm TEXT, jg TEXT, gxsj TEXT)")
         con.executemany("INSERT INTO jy_jg VALUES (?, 'B1', 'P1', 'JY091', ?, '2026/03/01 10:00')", VALUES.items())
+        # bytes that are not UTF-8 stored as TEXT (a GBK client writing into a UTF-8 database): "阳" then 0xFF
+        con.execute("INSERT INTO jy_jg VALUES ('R6', 'B1', 'P1', 'JY091', CAST(X'E998B3FF' AS TEXT), "
+                    "'2026/03/01 10:00')")
     folder = tmp_path / "sources"
     folder.mkdir()
     (folder / "his_w1.yaml").write_text("""\
@@ -54,7 +57,8 @@ def test_a_nul_or_damaged_text_quarantines_its_row_and_the_batch_loads_on_postgr
             "SELECT source_record_id, rule_id, offending_value FROM quarantine WHERE rule_id LIKE '%.text.%'"))}
     assert loaded == {"R1": "阴性", "R3": "阳性", "R5": "+"}  # R3: trailing NUL padding dropped by the rule
     assert quarantined == {("R2", "lab_result.conformance.text.value_text", "阴\u2400性"),  # ␀ shown, not stored
-                           ("R4", "lab_result.conformance.text.value_text", "弱阳\ufffd性")}
+                           ("R4", "lab_result.conformance.text.value_text", "弱阳\ufffd性"),
+                           ("R6", "lab_result.conformance.text.value_text", "阳\ufffd")}  # invalid UTF-8 in SQLite
 
 
 def test_a_lone_surrogate_never_fails_the_arrow_boundary():

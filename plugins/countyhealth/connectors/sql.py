@@ -27,6 +27,13 @@ from countyhealth.connectors.typing import SqlSource, SqlStream
 _IDENT = re.compile(r"^[^\W\d][\w$]*$", re.UNICODE)  # letters (any script), digits, _ and $
 
 
+def _decode_damaged_text(dbapi_connection, _record) -> None:
+    # SQLite stores whatever bytes a client wrote as TEXT (a GBK client on a UTF-8 file): sqlite3 would fail the
+    # whole stream on the first bad byte ("Could not decode to UTF-8", the value in the message). Decoded with
+    # U+FFFD instead, the row reaches validation, whose text rule quarantines it naming the field.
+    dbapi_connection.text_factory = lambda raw: raw.decode("utf-8", "replace")
+
+
 class SqlConnector(Connector):
     kind = "sql"
     config_model = SqlSource
@@ -46,6 +53,8 @@ class SqlConnector(Connector):
                 # by close() at the end of the source's streams
                 self._engine = sa.create_engine(url, pool_size=1, max_overflow=2, pool_pre_ping=True) \
                     if not url.startswith("sqlite") else sa.create_engine(url, pool_pre_ping=True)
+                if url.startswith("sqlite"):
+                    sa.event.listen(self._engine, "connect", _decode_damaged_text)
             except Exception as exc:  # noqa: BLE001 - bad URL or driver missing
                 raise ExtractError(f"{self.source.path}: cannot use the connection's database URL "
                                    f"({type(exc).__name__}: {privacy.scrub(str(exc))}) — check the connection "

@@ -7,6 +7,10 @@ stays put. After the source or the YAML is fixed:
   map or date format repairs the rows); if it now passes, the next load (or ``--load``) takes it;
 - ``batches release BATCH_ID --reason "..."`` loads it as it is: failing rows still go to quarantine, the
   rest loads. The release (who, when, why) is recorded in its outcome and the audit message.
+
+Or the vendor repairs the rows at the source: the next night reads the held batch's window again (its watermark
+did not move), and once that batch loads the held one is *superseded* — recorded in its audit, no longer held,
+and refused by ``release`` (it would put older values back over the repaired ones).
 """
 
 from __future__ import annotations
@@ -37,12 +41,27 @@ def _batch_rows(held_only: bool, source_id: str | None):
         if outcome is None:
             state = "landed"
         elif outcome.held:
-            state = "held"
+            state = "superseded" if audit.get(m.batch_id) == "superseded" else "held"
         else:
             state = audit.get(m.batch_id, "validated")
         if held_only and state != "held":
             continue
         yield m, outcome, state
+
+
+def _superseded_by(batch_id: str) -> str | None:
+    """The batch named in a superseded batch's audit message, or None when it is not superseded."""
+    import sqlalchemy as sa
+
+    from countyhealth.warehouse import Warehouse
+
+    try:
+        with Warehouse().engine.connect() as conn:
+            message = conn.execute(sa.text("SELECT message FROM batch_audit WHERE batch_id = :b AND status = "
+                                           "'superseded'"), {"b": batch_id}).scalar()
+    except sa.exc.SQLAlchemyError:
+        return None
+    return message.split()[2] if message else None
 
 
 @click.group("batches")
@@ -98,6 +117,10 @@ def release(batch_id: str, reason: str, load_now: bool) -> None:
         raise click.ClickException(f"batch {batch_id} has not been validated yet")
     if not any(r.held for r in outcome.datasets.values()):
         raise click.ClickException(f"batch {batch_id} is not held")
+    newer = _superseded_by(batch_id)
+    if newer:
+        raise click.ClickException(f"batch {batch_id} is superseded: batch {newer} read its rows again and loaded — "
+                                   "releasing it would put older values back; nothing to do")
     outcome.released = {"by": getpass.getuser(), "at": dt.datetime.now().isoformat(timespec="seconds"),
                         "reason": reason}
     outcome.write(path)

@@ -32,7 +32,8 @@ TOP_FACILITIES = 12
 EXAMPLES_PER_RULE = 3
 PALETTE = ("#1b6ca8", "#e07b39", "#3a9d5d", "#c0392b", "#8e5ea2", "#7f8c8d", "#d4ac0d", "#17a2b8",
            "#a0522d", "#2c3e50")
-STATUS_LABEL = {"loaded": "loaded", "released": "released (loaded after a hold)", "held": "HELD", "failed": "FAILED"}
+STATUS_LABEL = {"loaded": "loaded", "released": "released (loaded after a hold)", "held": "HELD", "failed": "FAILED",
+                "superseded": "superseded (a later batch read its rows again)"}
 
 
 class ReportError(RuntimeError):
@@ -359,9 +360,9 @@ def _summary_section(d: ReportData) -> str:
         return sum(1 for v in status_of.values() if v == status)
 
     def tot(attr: str) -> int:
-        return sum(getattr(a, attr) for a in d.audits if a.status != "held")
+        return sum(getattr(a, attr) for a in d.audits if a.status not in ("held", "superseded"))
 
-    mismatched = [a for a in d.audits if a.status != "held" and not a.reconciled]
+    mismatched = [a for a in d.audits if a.status not in ("held", "superseded") and not a.reconciled]
     members_failing = len({(f.get("source_id"), f.get("stream")) for f in d.failures})
     cards = [("batches loaded", n("loaded"), ""), ("released after a hold", n("released"), ""),
              ("batches held", n("held"), "warn" if n("held") else ""),
@@ -398,8 +399,10 @@ def _summary_section(d: ReportData) -> str:
                "<th>extracted</th><th>loaded</th><th>quarantined</th><th>duplicate</th><th>flagged</th>"
                "<th>failing share</th><th>reconciled</th><th>loaded at (UTC)</th><th>note</th></tr>")
     for a in d.audits:
-        cls = "held" if a.status == "held" else ("bad" if not a.reconciled or a.status == "failed" else "")
-        rec = ('<span class="ok">—</span>' if a.status == "held"
+        not_loaded = a.status in ("held", "superseded")
+        cls = "held" if a.status == "held" else ("bad" if not not_loaded and (not a.reconciled or a.status == "failed")
+                                                 else "")
+        rec = ('<span class="ok">—</span>' if not_loaded
                else '<span class="ok">exact</span>' if a.reconciled else '<span class="no">MISMATCH</span>')
         out.append(f"<tr class='{cls}'><td>{esc(a.batch_id)}</td><td>{esc(a.source_id)} / {esc(a.stream)}</td>"
                    f"<td>{esc(a.dataset)}</td><td>{esc(STATUS_LABEL.get(a.status, a.status))}</td>"
