@@ -525,6 +525,10 @@ def test_one_unreadable_file_never_blocks_the_good_ones_and_the_night_says_so(tm
     assert sorted(p.name for p in rejected.iterdir()) == ["cunweishi_3.xlsx", "cunweishi_3.xlsx.reason.txt",
                                                           "cunweishi_4.jsonl", "cunweishi_4.jsonl.reason.txt"]
     assert "line 251 is not JSON" in (rejected / "cunweishi_4.jsonl.reason.txt").read_text(encoding="utf-8")
+    # the members' own rows in clear, kept by us: no other account reads them (the inbox is the member's)
+    kept = [rejected, *rejected.iterdir(), tmp_path / "archive", *(tmp_path / "archive").rglob("*")]
+    assert len(kept) > 6 and {oct(p.stat().st_mode & 0o777) for p in kept} == {"0o700", "0o600"}
+    assert all(p.stat().st_mode & 0o777 == (0o700 if p.is_dir() else 0o600) for p in kept)
     [batch] = landing.list_batches("members", "clinics")
     assert {v for b in landing.iter_batches(batch) for v in b.column("_file").to_pylist()} == {
         "cunweishi_1.csv", "cunweishi_2.xlsx", "cunweishi_6.csv"}  # the 250 rows file 4 landed were rolled back

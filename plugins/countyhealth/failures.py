@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 from countyhealth import privacy, settings
@@ -22,12 +23,13 @@ def record(*, stage: str, reason: str, run_id: str | None = None, dag_id: str | 
            facility_code: str | None = None) -> Path:
     """Append a plain failure summary (which member, which stage, why) for the run report."""
     folder = settings.reports_dir() / "failures"
-    folder.mkdir(parents=True, exist_ok=True)
+    privacy.private_data_dir()
+    privacy.private_dir(folder)
     record = {"run_id": run_id, "dag_id": dag_id, "task_id": task_id, "source_id": source_id, "stream": stream,
               "stage": stage, "facility_code": facility_code, "at": _now().isoformat(timespec="seconds"),
               "reason": privacy.scrub(reason)[:2000]}
     path = folder / f"{_now():%Y%m%d}.jsonl"
-    with path.open("a", encoding="utf-8") as fh:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 

@@ -45,6 +45,37 @@ def _secret() -> bytes:
                        os.environ.get("COUNTYHEALTH_HOME"))
 
 
+def private_dir(path) -> None:
+    """Create a folder (and its missing parents) and make it 0700: no other account on the machine lists it."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def private_data_dir():
+    """The data dir, 0700. Everything countyhealth keeps — the warehouse file, landing, reports, the key — lives under
+    it, so this one folder is the boundary whatever a library's own file modes (DuckDB's WAL, GX's Data Docs)."""
+    path = settings.data_dir()
+    private_dir(path)
+    return path
+
+
+def write_private(path, text: str) -> None:
+    """Write a text file 0600, replacing it whole (a reader never sees half of it)."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)  # an existing tmp keeps its old mode through O_CREAT
+    tmp.replace(path)
+
+
 @lru_cache(maxsize=8)
 def _secret_for(env: str | None, _data_env: str | None, _home_env: str | None) -> bytes:
     """The key for these settings (cached: the file is read once per process)."""
@@ -55,7 +86,7 @@ def _secret_for(env: str | None, _data_env: str | None, _home_env: str | None) -
         return env.encode()
     path = settings.data_dir() / "secret.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_data_dir()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))

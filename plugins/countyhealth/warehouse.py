@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import random
 import re
 import time
@@ -35,7 +36,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from countyhealth import model, settings
+from countyhealth import model, privacy, settings
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +113,27 @@ def retry_on_lock(fn: Callable, *, timeout: float = 900.0, what: str = "the ware
             pause = min(pause * 2, 10.0)
 
 
+def _private_file(path: str) -> None:
+    # DuckDB creates its file (and WAL) with the process umask: 0600, as the landing zone's
+    for p in (path, f"{path}.wal"):
+        try:
+            if os.stat(p).st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 def create_engine(url: str | None = None) -> sa.Engine:
     url = url or settings.warehouse_url()
     if url.startswith("duckdb"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
+            if Path(path).resolve().parent == settings.data_dir():
+                privacy.private_data_dir()  # the file holds the county's health records: its folder is 0700
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(url, poolclass=NullPool)
+            sa.event.listen(engine, "connect", lambda *_: _private_file(path))
+            return engine
         return sa.create_engine(url, poolclass=NullPool)
     return sa.create_engine(url, pool_pre_ping=True)
 

@@ -94,6 +94,14 @@ def test_no_file_under_the_data_dir_holds_a_clear_id_number_or_mobile(tmp_path, 
     for p in [env.data / "landing", *landed]:
         mode = stat.S_IMODE(p.stat().st_mode)
         assert mode == (0o700 if p.is_dir() else 0o600), (p.relative_to(env.data), oct(mode))
+    # and the rest the night keeps: the data dir is the boundary (0700), and what lies in it is private too — the
+    # warehouse file, the run report, Data Docs and GX's results, the failure log, the key
+    assert stat.S_IMODE(env.data.stat().st_mode) == 0o700
+    kept = [p for p in env.data.rglob("*") if not p.name.endswith((".wal", ".lock"))]
+    assert {"warehouse.duckdb", "run-report.html", "index.html"} <= {p.name for p in kept}
+    open_to_others = [f"{p.relative_to(env.data)} {oct(stat.S_IMODE(p.stat().st_mode))}" for p in kept
+                      if stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert open_to_others == []
 
 
 def test_landed_rows_read_back_exactly_as_the_source_gave_them(tmp_path):

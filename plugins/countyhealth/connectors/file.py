@@ -86,16 +86,17 @@ class FileConnector(Connector):
     def reject(self, stream: FileStream, path: Path, reason: str) -> Path:
         """Move an unreadable file aside with its reason beside it (never deleted: the member's own bytes)."""
         target = self.rejected_dir(stream)
-        target.mkdir(parents=True, exist_ok=True)
+        privacy.private_dir(target)  # the member's rows in clear: 0700, files 0600
         dest = target / path.name
         n = 1
         while dest.exists():
             dest = target / f"{path.stem}.{n}{path.suffix}"
             n += 1
         os.replace(path, dest)
-        dest.with_name(dest.name + ".reason.txt").write_text(
-            f"{dt.datetime.now().isoformat(timespec='seconds')} {self.source.path}: {reason}\n"
-            "Fix the file (or the stream's settings) and drop it into the inbox again.\n", encoding="utf-8")
+        os.chmod(dest, 0o600)
+        privacy.write_private(dest.with_name(dest.name + ".reason.txt"),
+                              f"{dt.datetime.now().isoformat(timespec='seconds')} {self.source.path}: {reason}\n"
+                              "Fix the file (or the stream's settings) and drop it into the inbox again.\n")
         return dest
 
     def check(self) -> None:
@@ -152,8 +153,9 @@ class FileConnector(Connector):
                 extra["files"].append(entry)
 
         def archive(manifest) -> None:
+            privacy.private_dir(self.archive_dir(stream))
             target = self.archive_dir(stream) / manifest.batch_id
-            target.mkdir(parents=True, exist_ok=True)
+            privacy.private_dir(target)
             for item in [*extra["files"], *duplicates]:
                 src = self.inbox(stream) / item["name"]
                 if src.exists():
@@ -163,6 +165,7 @@ class FileConnector(Connector):
                         dest = target / f"{Path(item['name']).stem}.{n}{Path(item['name']).suffix}"
                         n += 1
                     os.replace(src, dest)
+                    os.chmod(dest, 0o600)
             if duplicates:
                 log.info("%s: %d file(s) already ingested before, archived without loading: %s", self.source.path,
                          len(duplicates), ", ".join(d["name"] for d in duplicates))

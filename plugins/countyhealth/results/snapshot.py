@@ -14,7 +14,7 @@ import os
 import uuid
 from pathlib import Path
 
-from countyhealth import settings
+from countyhealth import privacy, settings
 
 TABLES = {
     "shared_lab_result": "person_id",
@@ -30,7 +30,8 @@ def path() -> Path:
 
 def publish(wh) -> Path:
     final = path()
-    final.parent.mkdir(parents=True, exist_ok=True)
+    privacy.private_data_dir()
+    privacy.private_dir(final.parent)
     tmp = final.with_name(f".results-{uuid.uuid4().hex[:8]}.duckdb")
     import duckdb
 
@@ -50,6 +51,7 @@ def publish(wh) -> Path:
             raw.execute("DETACH snap").fetchall()
     finally:
         raw.close()
+    os.chmod(tmp, 0o600)  # every resident's results: readable by the results API's account only
     os.replace(tmp, final)
     for wal in final.parent.glob(".results-*.duckdb.wal"):
         wal.unlink(missing_ok=True)

@@ -262,6 +262,10 @@ def build_data_docs(results: Iterable, *, run_name: str | None = None, site_dir:
     suite_keys = [ExpectationSuiteIdentifier(name=d) for d in model.DATASET_NAMES]
     ctx.build_data_docs(site_names=[SITE_NAME], resource_identifiers=suite_keys + keys)
     make_offline(site_dir)
+    from countyhealth.landing import make_private
+
+    make_private(root / "gx")  # GX writes with the umask; its results name facilities and failing values
+    make_private(site_dir)
     index = site_dir / "index.html"
     log.info("Data Docs for %d validation result(s) of run %s: %s", len(keys), run_name, index)
     return index

@@ -545,10 +545,10 @@ def write_report(warehouse, out_path: Path | str | None = None, *, days: int = 3
     wh = warehouse if hasattr(warehouse, "engine") else Warehouse(warehouse)
     out = Path(out_path or settings.reports_dir() / "run-report.html")
     text = render(gather(wh, days=days, now=now), out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)  # a reader never sees half a report
+    if out.parent == settings.reports_dir():
+        privacy.private_data_dir()
+    privacy.private_dir(out.parent)
+    privacy.write_private(out, text)  # 0600: names, facilities and defects of residents' records
     return out
 
 
