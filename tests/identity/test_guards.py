@@ -283,3 +283,18 @@ def test_twins_yield_to_one_valid_id_giving_their_birth_date_and_sex_but_not_to_
     hers = an_id("2010-07-21", 112)
     assert guards.reason_to_keep_apart({**a, "id18": hers}, {**b, "id18": hers}) == \
         "twins: same birth date and household, different given names"
+
+
+def test_without_any_id_a_sex_mismatch_yields_to_a_first_of_the_month_agreeing_on_the_month_not_to_1_january():
+    """A 1st of the month (a real birthday, or a placeholder for the month) agreeing on the month leaves no room
+    for a sibling; 1 January claims only the year, and another month is another child."""
+    a = person("何怡秀", "yi xiu", "2", "2024-05-01")
+    why, yielded = guards.decision(a, person("何怡秀", "yi xiu", "1", "2024-05-01"))
+    assert why is None and yielded.startswith("sex differs, no ID to say which")
+    assert guards.reason_to_keep_apart(person("高嘉莉", "jia li", "2", "2023-10-01"),
+                                       person("高嘉莉", "jia li", "1", "2023-10-02")) is None
+    assert guards.reason_to_keep_apart(a, person("何怡秀", "yi xiu", "1", "2024-05-21")) is None
+    assert guards.reason_to_keep_apart(a, person("何怡秀", "yi xiu", "1", "2024-08-21")) == "different sex"
+    assert guards.reason_to_keep_apart(person("王龙", "long", "2", "2024-01-01"),
+                                       person("王龙", "long", "1", "2024-01-01")) == "different sex"
+    assert guards.reason_to_keep_apart(a, person("何怡", "yi", "1", "2024-05-01")) == "different sex"

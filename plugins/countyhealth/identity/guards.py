@@ -147,10 +147,13 @@ def sex_yield(a: dict, b: dict) -> str | None:
         return None
     if (not a.get("id18") and not b.get("id18") and a.get("name_pinyin") and a.get("name_pinyin") == b.get("name_pinyin")
             and a.get("birth_date") and b.get("birth_date") and _household(a, b)
-            and std.birth_date_precision(a["birth_date"]) == std.birth_date_precision(b["birth_date"]) == "day"
-            and (a["birth_date"] == b["birth_date"] or _one_keystroke(a["birth_date"], b["birth_date"]))):
-        # neither carries an ID: one name (as heard), one real birth date (or one keystroke off it), one household — a
-        # person of the other sex with all three would be a twin given its sibling's very name
+            and "year" not in {std.birth_date_precision(a["birth_date"]), std.birth_date_precision(b["birth_date"])}
+            and (a["birth_date"] == b["birth_date"] or _one_keystroke(a["birth_date"], b["birth_date"])
+                 or std.birth_dates_agree(a["birth_date"], b["birth_date"]))):
+        # neither carries an ID: one name (as heard), one birth date (or one keystroke off it; a 1st of the month
+        # agreeing on the month), one household — a person of the other sex with all three would be a twin given
+        # its sibling's very name: within a month no other child of one mother is born. A 1 January claims only
+        # the year, which leaves room for a sibling: the guard holds
         return "sex differs, no ID to say which: same name, birth date and household"
     # one record without a valid ID (none, or the other's mistyped): the valid ID's parity names the sex (whichever
     # record it agrees with — the clerk may have miskeyed either), its birth date anchors both records' (a
