@@ -222,3 +222,79 @@ def test_siblings_named_alike_stay_apart_where_a_dropped_character_with_the_same
                                        person("郑子蓉", "zi rong", "2", "2023-01-01")) is not None
     assert guards.reason_to_keep_apart(person("郑丽兰", "li lan", "2", "2023-11-09"),
                                        person("郑丽兰", "li lan", "2", "2023-01-01")) is None
+
+
+def test_a_sex_mismatch_beside_one_valid_id_yields_to_a_lunar_birthday_or_a_character_dropped_but_not_to_a_sibling():
+    """The record without an ID: its birth date the elderly's lunar birthday beside the ID's own, or its name the
+    ID's with a given-name character dropped or added, still one person; another year, or more than 60 days off,
+    is a brother or sister."""
+    hes = an_id("1948-08-13", 117)  # sequence odd: male
+    with_id = person("叶建晨", "jian chen", "2", "1948-07-05", hes)  # sex miskeyed, lunar date
+    lunar = person("叶建晨", "jian chen", "1", "1948-07-05")
+    why, yielded = guards.decision(with_id, lunar)
+    assert why is None and yielded.startswith("sex differs, ID parity says male")
+    assert guards.reason_to_keep_apart(with_id, {**lunar, "birth_date": "1948-10-20"}) is not None  # 68 days
+    assert guards.reason_to_keep_apart(with_id, person("叶建晨", "jian chen", "1", "1950-08-13")) is not None
+    hers = an_id("1970-09-30", 100)  # sequence even: female
+    woman = person("黄晶", "jing", "2", "1970-09-30", hers)
+    assert guards.reason_to_keep_apart(woman, person("黄安晶", "an jing", "1", "1970-09-30")) is None
+    # a brother named alike, born on another day; or the same day, named in a pattern: the guard holds
+    assert guards.reason_to_keep_apart(woman, person("黄安晶", "an jing", "1", "1972-05-03")) is not None
+    assert guards.reason_to_keep_apart(woman, person("黄明", "ming", "1", "1970-09-30")) is not None
+
+
+def test_without_any_id_a_sex_mismatch_yields_to_two_digits_swapped_like_one_typed_wrong():
+    a = person("吴建涛", "jian tao", "2", "2020-11-30")
+    assert guards.reason_to_keep_apart(a, person("吴建涛", "jian tao", "1", "2020-11-03")) is None
+    assert guards.reason_to_keep_apart(a, person("吴建涛", "jian tao", "1", "2020-03-11")) == "different sex"
+
+
+def test_siblings_named_alike_yield_to_a_lunar_birthday_or_the_date_one_records_own_id_gives():
+    elder = person("陈婷静", "ting jing", "2", "1948-05-16")
+    why, yielded = guards.decision(elder, person("陈婷", "ting", "2", "1948-06-13"))  # 28 days: lunar
+    assert why is None and "lunar" in yielded
+    assert guards.reason_to_keep_apart(elder, person("陈婷", "ting", "2", "1948-09-20")) == \
+        "siblings named alike: one household, one given-name character apart, born on other days"
+    assert guards.reason_to_keep_apart(elder, person("陈婷", "ting", "2", "1949-06-13")) is not None
+    # born after 1970: another day is a sibling, unless the one valid ID gives the other record's date as its own
+    boy = person("何新林", "xin lin", "1", "2015-04-02", an_id("2015-04-29", 15))
+    why, yielded = guards.decision(boy, person("何林", "lin", "1", "2015-04-29"))
+    assert why is None and "valid ID gives the other's birth date" in yielded
+    older = person("黄雨雷", "yu lei", "1", "2024-06-04", an_id("2024-06-04", 17))
+    assert guards.reason_to_keep_apart(older, person("黄雷", "lei", "1", "2024-02-10")) == \
+        "siblings named alike: one household, one given-name character apart, born on other days"
+
+
+def test_twins_yield_to_one_valid_id_giving_their_birth_date_and_sex_but_not_to_a_guardians_or_two_ids():
+    """林晓明 typed 林晓 at one clinic and 林明 at another, both under his own valid ID: not twins. Twins carry two
+    IDs; under a parent's ID (a generation off their birth date) or an ID of the other sex they stay apart."""
+    his = an_id("2010-07-21", 111)
+    a, b = person("林晓", "xiao", "1", "2010-07-21", his), person("林明", "ming", "1", "2010-07-21", his)
+    why, yielded = guards.decision(a, b)
+    assert why is None and "one valid ID giving that birth date and sex" in yielded
+    twin = person("林晓亮", "xiao liang", "1", "2010-07-21", an_id("2010-07-21", 113))
+    assert guards.reason_to_keep_apart(person("林晓明", "xiao ming", "1", "2010-07-21", his), twin) == \
+        "different valid ID numbers"
+    assert guards.reason_to_keep_apart(b, {**twin, "id18": None, "id_valid": False}) == \
+        "twins: same birth date and household, different given names"
+    mothers = an_id("1984-02-11", 124)
+    assert guards.reason_to_keep_apart({**a, "id18": mothers}, {**b, "id18": mothers}) == \
+        "twins: same birth date and household, different given names"
+    hers = an_id("2010-07-21", 112)
+    assert guards.reason_to_keep_apart({**a, "id18": hers}, {**b, "id18": hers}) == \
+        "twins: same birth date and household, different given names"
+
+
+def test_without_any_id_a_sex_mismatch_yields_to_a_first_of_the_month_agreeing_on_the_month_not_to_1_january():
+    """A 1st of the month (a real birthday, or a placeholder for the month) agreeing on the month leaves no room
+    for a sibling; 1 January claims only the year, and another month is another child."""
+    a = person("何怡秀", "yi xiu", "2", "2024-05-01")
+    why, yielded = guards.decision(a, person("何怡秀", "yi xiu", "1", "2024-05-01"))
+    assert why is None and yielded.startswith("sex differs, no ID to say which")
+    assert guards.reason_to_keep_apart(person("高嘉莉", "jia li", "2", "2023-10-01"),
+                                       person("高嘉莉", "jia li", "1", "2023-10-02")) is None
+    assert guards.reason_to_keep_apart(a, person("何怡秀", "yi xiu", "1", "2024-05-21")) is None
+    assert guards.reason_to_keep_apart(a, person("何怡秀", "yi xiu", "1", "2024-08-21")) == "different sex"
+    assert guards.reason_to_keep_apart(person("王龙", "long", "2", "2024-01-01"),
+                                       person("王龙", "long", "1", "2024-01-01")) == "different sex"
+    assert guards.reason_to_keep_apart(a, person("何怡", "yi", "1", "2024-05-01")) == "different sex"

@@ -147,10 +147,13 @@ def sex_yield(a: dict, b: dict) -> str | None:
         return None
     if (not a.get("id18") and not b.get("id18") and a.get("name_pinyin") and a.get("name_pinyin") == b.get("name_pinyin")
             and a.get("birth_date") and b.get("birth_date") and _household(a, b)
-            and std.birth_date_precision(a["birth_date"]) == std.birth_date_precision(b["birth_date"]) == "day"
-            and (a["birth_date"] == b["birth_date"] or _hamming1(a["birth_date"], b["birth_date"]))):
-        # neither carries an ID: one name (as heard), one real birth date (or one digit off it), one household — a
-        # person of the other sex with all three would be a twin given its sibling's very name
+            and "year" not in {std.birth_date_precision(a["birth_date"]), std.birth_date_precision(b["birth_date"])}
+            and (a["birth_date"] == b["birth_date"] or _one_keystroke(a["birth_date"], b["birth_date"])
+                 or std.birth_dates_agree(a["birth_date"], b["birth_date"]))):
+        # neither carries an ID: one name (as heard), one birth date (or one keystroke off it; a 1st of the month
+        # agreeing on the month), one household — a person of the other sex with all three would be a twin given
+        # its sibling's very name: within a month no other child of one mother is born. A 1 January claims only
+        # the year, which leaves room for a sibling: the guard holds
         return "sex differs, no ID to say which: same name, birth date and household"
     # one record without a valid ID (none, or the other's mistyped): the valid ID's parity names the sex (whichever
     # record it agrees with — the clerk may have miskeyed either), its birth date anchors both records' (a
@@ -161,9 +164,13 @@ def sex_yield(a: dict, b: dict) -> str | None:
                 not other or _one_keystroke(other, with_id["id18"])):
             parity = sex_of_id(with_id["id18"])
             own = _birth_of_id(with_id["id18"])
-            if (parity in (a.get("sex"), b.get("sex")) and with_id.get("name_pinyin")
-                    and with_id["name_pinyin"] == without.get("name_pinyin") and _household(a, b)
-                    and without.get("birth_date") and std.birth_dates_agree(without["birth_date"], own)
+            # the ID-less record's birth date agrees with the ID's own (a placeholder of it too) or is the elderly's
+            # lunar birthday beside it (a sibling is never born within 60 days; a digit off is left to review here:
+            # the ID vouches for one record only), the names are alike (a homophone, a character dropped): an
+            # opposite-sex twin carries another name, a parent or child another generation's date
+            if (parity in (a.get("sex"), b.get("sex")) and names_alike(with_id, without) and _household(a, b)
+                    and without.get("birth_date") and (std.birth_dates_agree(without["birth_date"], own)
+                                                       or _lunar(without["birth_date"], own))
                     and (not with_id.get("birth_date") or _fits_birth_of_id(with_id["birth_date"], own))):
                 return (f"sex differs, ID parity says {SEX_NAMES[parity]}: same name, birth date and household, one "
                         "record without a valid ID")
@@ -188,15 +195,41 @@ def _birth_of_id(id18: str) -> str:
 def _fits_birth_of_id(d: str, own: str) -> bool:
     """A record's birth date against its ID's own: agreeing (a placeholder of it too), one keystroke off, or the
     elderly's lunar birthday (born before 1970, within 60 days)."""
-    if std.birth_dates_agree(d, own) or _one_keystroke(d, own):
-        return True
-    return own < "1970" and 0 < _days_apart(d, own) <= 60
+    return std.birth_dates_agree(d, own) or _one_keystroke(d, own) or _lunar(d, own)
+
+
+def _lunar(a: str, b: str) -> bool:
+    """Both born before 1970, 1–60 days apart: the elderly's lunar birthday beside the solar one (their dates come
+    from memory, not certificates; no two children of one mother are born so close)."""
+    return a[:4] < "1970" and b[:4] < "1970" and 0 < _days_apart(a, b) <= 60
+
+
+def _dates_one_birth(a: dict, b: dict) -> str | None:
+    """Two different birth dates that are one birth, said in words, or None: both born before 1970 and within 60
+    days (a lunar birthday beside the solar one: no two children of one mother are born so close, twins aside,
+    whose dates are the same), or one record's valid ID gives the other's date as its own (the other record's
+    date then is that record's slip)."""
+    if a.get("birth_date") and b.get("birth_date") and _lunar(a["birth_date"], b["birth_date"]):
+        return "birth dates within 60 days, born before 1970 (a lunar birthday): not siblings"
+    for with_id, other in ((a, b), (b, a)):
+        if (with_id.get("id_valid") and with_id.get("id18") and other.get("birth_date")
+                and other["birth_date"] == _birth_of_id(with_id["id18"])
+                and (not other.get("id18") or other["id18"] == with_id["id18"])):
+            return "one record's valid ID gives the other's birth date: not siblings"
+    return None
 
 
 def twins_yield(a: dict, b: dict) -> str | None:
     """When the twins rule would hold: one given name inside the other, one character dropped or added."""
     if one_character_dropped(a.get("name_std"), b.get("name_std")) or one_syllable_dropped(a, b):
         return "same birth date and household, one given-name character dropped or added: not twins"
+    # twins carry two IDs: one valid ID on both records, giving their birth date and sex as its own, is one person
+    # whose given name was typed short twice (林晓明 as 林晓 and as 林明). Not a guardian's ID (features keep a
+    # generation-away ID out of matching), nor a placeholder
+    if (a.get("id_valid") and b.get("id_valid") and _same_identifier(a.get("id18"), b.get("id18"))
+            and a.get("birth_date") and _fits_birth_of_id(a["birth_date"], _birth_of_id(a["id18"]))
+            and all(r.get("sex") in (None, "", sex_of_id(a["id18"])) for r in (a, b))):
+        return "same birth date and household, and one valid ID giving that birth date and sex: not twins"
     return None
 
 
@@ -246,8 +279,12 @@ def decision(a: dict, b: dict) -> tuple[str | None, str | None]:
             and not _one_keystroke(a["birth_date"], b["birth_date"])
             and (one_character_dropped(a.get("name_std"), b.get("name_std")) or one_syllable_dropped(a, b))):
         # a character dropped is a clerk's slip beside the same birth date (or the same ID); on another day in
-        # one household it is a sibling named alike: 黄雷 and 黄雨雷, 王丽 and 王丽月
-        return "siblings named alike: one household, one given-name character apart, born on other days", None
+        # one household it is a sibling named alike: 黄雷 and 黄雨雷, 王丽 and 王丽月 — unless the other day is
+        # no other birth: the elderly's lunar birthday, or the very date one record's own valid ID gives
+        why_not = _dates_one_birth(a, b)
+        if not why_not:
+            return "siblings named alike: one household, one given-name character apart, born on other days", None
+        yielded = yielded or why_not
     return None, yielded
 
 
