@@ -15,8 +15,9 @@ Nightly (``countyhealth_nightly``), at 02:00 Asia/Shanghai over the previous day
 - ``migrate_warehouse`` first (pending migrations; extracts read their watermarks from the warehouse);
 - ``load`` (the single warehouse writer: rows, quarantine, audit and watermark per batch in one
   transaction) → ``identity`` (EMPI) → ``shared_results`` (互认; outlets: the shared-result Assets other
-  DAGs can schedule on) → ``indicators`` (the monitoring indicators, docs/indicators.md) → ``report`` → ``check_members``, which ends the run red, naming each failed or
-  held member, after everything that could be done was done.
+  DAGs can schedule on) → ``indicators`` (the monitoring indicators, docs/indicators.md) → ``report`` →
+  ``check_members``, which ends the run red, naming each failed or held member, after everything that could be
+  done was done.
 
 Why task groups rather than pools for member isolation: a pool passed through ``expand_kwargs`` is ignored
 (apache/airflow#33657) and a task naming a pool that doesn't exist never runs; task groups built from the
