@@ -27,6 +27,8 @@ LAZY_COMMANDS = {
     "report": ("countyhealth.validation.report:report_command", "Write the self-contained HTML run report."),
     "identity": ("countyhealth.identity.commands:identity", "EMPI: link persons, review queue, retrain."),
     "results": ("countyhealth.results.commands:results", "Shared test results: show, export FHIR, serve the API."),
+    "indicators": ("countyhealth.indicators.commands:indicators_group",
+                   "Monitoring indicators (基层诊疗率, signing, chronic care, 互认): list, show, export."),
     "warehouse": ("countyhealth.cli:warehouse", "Create and inspect the warehouse."),
     "status": ("countyhealth.status:status_command", "Per member and stream: last success, rows, held, failures."),
     "demo": ("countyhealth.demo:demo", "Simulate a county and run the whole pipeline on it."),

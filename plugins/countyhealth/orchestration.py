@@ -15,8 +15,9 @@ Nightly (``countyhealth_nightly``), at 02:00 Asia/Shanghai over the previous day
 - ``migrate_warehouse`` first (pending migrations; extracts read their watermarks from the warehouse);
 - ``load`` (the single warehouse writer: rows, quarantine, audit and watermark per batch in one
   transaction) → ``identity`` (EMPI) → ``shared_results`` (互认; outlets: the shared-result Assets other
-  DAGs can schedule on) → ``report`` → ``check_members``, which ends the run red, naming each failed or
-  held member, after everything that could be done was done.
+  DAGs can schedule on) → ``indicators`` (the monitoring indicators, docs/indicators.md) → ``report`` →
+  ``check_members``, which ends the run red, naming each failed or held member, after everything that could be
+  done was done.
 
 Why task groups rather than pools for member isolation: a pool passed through ``expand_kwargs`` is ignored
 (apache/airflow#33657) and a task naming a pool that doesn't exist never runs; task groups built from the
@@ -39,6 +40,7 @@ NIGHTLY_DAG_ID = "countyhealth_nightly"
 MAINTENANCE_DAG_ID = "countyhealth_maintenance"
 SHARED_LAB_ASSET = "countyhealth://warehouse/shared_lab_result"
 SHARED_EXAM_ASSET = "countyhealth://warehouse/shared_exam_report"
+INDICATOR_ASSET = "countyhealth://warehouse/indicator_value"
 
 
 def landing_asset_uri(source_id: str, stream: str) -> str:
@@ -228,6 +230,13 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
 
         return _plain(results.refresh(_wh()))
 
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[Asset(INDICATOR_ASSET)])
+    def indicators() -> dict:
+        """The county-community monitoring indicators (docs/indicators.md), from the night's warehouse."""
+        from countyhealth import indicators as monitoring
+
+        return _plain(monitoring.refresh(_wh()))
+
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=1)
     def report() -> str:
         """GX Data Docs of the batches this run validated, and the HTML run report."""
@@ -304,7 +313,7 @@ def build_nightly_dag(sources_dir: Path | None = None, *, dag_id: str = NIGHTLY_
         loaded = load()
         validations >> loaded
         done = check_members(loaded)
-        loaded >> identity() >> shared_results() >> report() >> done
+        loaded >> identity() >> shared_results() >> indicators() >> report() >> done
     return dag
 
 

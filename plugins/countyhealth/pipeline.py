@@ -945,6 +945,7 @@ class RunSummary:
     warnings: list = field(default_factory=list)  # "source/stream: ..." (a rejected file, an empty file, ...)
     identity: object = None
     results: object = None
+    indicators: object = None
 
     @property
     def ok(self) -> bool:
@@ -954,7 +955,7 @@ class RunSummary:
 
 def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceBase] | None = None,
         load_time: dt.datetime | None = None, downstream: bool = True, progress=None) -> RunSummary:
-    """Every enabled source stream: extract → validate; then load, identity, shared results. A failing
+    """Every enabled source stream: extract → validate; then load, identity, shared results, indicators. A failing
     member is recorded and skipped; the others go on (as the Airflow DAG does). ``progress(label)``, when
     given, is called as each stream and each later stage finishes (the CLI's progress bar)."""
     step = progress or (lambda label: None)
@@ -1000,12 +1001,14 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
         elif s.status in ("loaded", "released"):
             summary.loaded.append(s)
     if downstream:
-        from countyhealth import identity, results
+        from countyhealth import identity, indicators, results
 
         summary.identity = identity.run(wh)
         step("identity")
         summary.results = results.refresh(wh)
         step("shared results")
+        summary.indicators = indicators.refresh(wh)
+        step("indicators")
     publish_run_reports(wh, started=run_started)
     step("run report")
     return summary

@@ -16,9 +16,10 @@ def pipeline_command() -> None:
 
 @pipeline_command.command("run")
 @click.option("--until", type=click.DateTime(), default=None, help="End of the extract window (default: now).")
-@click.option("--no-downstream", is_flag=True, help="Stop after loading (skip identity and shared results).")
+@click.option("--no-downstream", is_flag=True,
+              help="Stop after loading (skip identity, shared results and indicators).")
 def run_command(until, no_downstream) -> None:
-    """Extract, validate and load every source; then identity and shared results.
+    """Extract, validate and load every source; then identity, shared results and indicators.
 
     Exits 1 when any stream failed or any batch is held — after doing everything it could for the others."""
     from countyhealth import run_lock
@@ -26,7 +27,7 @@ def run_command(until, no_downstream) -> None:
     sources = load_sources()
     streams = sum(1 for src in sources.values() for st in src.streams.values() if st.enabled)
     with run_lock.one_run():  # one run at a time: a second says who holds it since when and exits 75
-        with steps(streams + (4 if not no_downstream else 2), "night") as bar:
+        with steps(streams + (5 if not no_downstream else 2), "night") as bar:
             s = run(until=until, downstream=not no_downstream, sources=sources, progress=bar.advance)
     written = sum(d.get("written", 0) for b in s.loaded for d in b.datasets.values())
     unchanged = sum(d.get("unchanged", 0) for b in s.loaded for d in b.datasets.values())

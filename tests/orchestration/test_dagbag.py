@@ -41,8 +41,8 @@ def test_dagbag_imports_without_errors_and_without_heavy_imports():
     assert {"countyhealth_nightly", "countyhealth_maintenance", "countyhealth_fhir_export"} <= set(result["dags"])
     # how fast it parses is measured in bench/bench_dag_parse.py, never asserted here (a busy machine is slow)
     assert result["heavy"] == [], f"heavy libraries imported at parse time: {result['heavy']}"
-    # 26 sources: 23 HIS × 4 streams, public health 2, contracts 1, registry 1; × (extract, validate) + 6 stages
-    assert result["tasks"] == (23 * 4 + 2 + 1 + 1) * 2 + 6
+    # 26 sources: 23 HIS × 4 streams, public health 2, contracts 1, registry 1; × (extract, validate) + 7 stages
+    assert result["tasks"] == (23 * 4 + 2 + 1 + 1) * 2 + 7
 
 
 @pytest.mark.airflow
@@ -62,6 +62,9 @@ def test_graph_shape_member_groups_lanes_and_assets(tmp_path):
     load = dag.get_task("load")
     assert load.trigger_rule == "all_done" and len(load.upstream_task_ids) == 23 * 4 + 4
     assert {o.uri for o in dag.get_task("shared_results").outlets} >= {SHARED_LAB_ASSET}
+    # the monitoring indicators read the shared results: they run after them, before the run report
+    assert dag.get_task("indicators").upstream_task_ids == {"shared_results"}
+    assert dag.get_task("report").upstream_task_ids == {"indicators"}
     assert dag.timetable.__class__.__name__ == "CronDataIntervalTimetable"
     assert dag.max_active_runs == 1
 
