@@ -7,13 +7,17 @@ in another's chart; a missed link only costs a repeated test).
 - **different sex**: both recorded, different — unless stronger evidence says one record's sex was keyed wrong:
   both carry the same valid ID, whose sequence parity (GB 11643: odd male) agrees with one of them, their birth
   dates agree (or fit the ID's own: blank, one keystroke or a lunar birthday off it) and their names are alike
-  (same pinyin, or one given-name character dropped or added); or one carries no ID at all, the other a valid ID
-  whose parity agrees with its own sex — or neither carries one — and they share name, a birth date that is not a
-  placeholder, and a household. A twin, a sibling, a parent never carries the same valid ID
-  with an agreeing birth date, and opposite-sex twins are not given one name;
+  (same pinyin, or one given-name character dropped or added); or one carries no valid ID, the other a valid ID
+  whose parity agrees with one of them, the names are alike, they share a household and the ID-less birth date
+  agrees with the ID's own (a placeholder of it too) or is the elderly's lunar birthday beside it; or neither
+  carries one and they share name, household and a birth date (one keystroke off at most; a 1st of the month
+  agreeing on the month — within a month no other child of one mother is born — but never 1 January, which
+  leaves a year). A twin, a sibling, a parent never carries the same valid ID with an agreeing birth date, and
+  opposite-sex twins are not given one name;
 - **twins**: same birth date, same household (address or phone), different given names — unless one given name
   is the other with one character dropped or added (林晓明 typed 林明): twins are named in a pattern (晓明 /
-  晓亮), not one inside the other. (Two different valid IDs still keep any pair apart, above);
+  晓亮), not one inside the other; or both records carry one valid ID giving that birth date and sex (林晓明 typed
+  林晓 at one clinic and 林明 at another): twins carry two IDs. (Two different valid IDs keep any pair apart, above);
 - **different generation**: birth years 12+ years apart (an infant filed under a parent's details) — unless the
   two birth dates are one keystroke apart (1985 typed 1958 is a typo, not a parent) or the two carry the same
   ID number (not a placeholder), or the same number of another scheme typed one keystroke wrong;
@@ -24,6 +28,8 @@ in another's chart; a missed link only costs a repeated test).
   is not a date to count days from, when the names are alike;
 - **siblings named alike**: one household, one given name the other's with a character dropped or added, birth
   dates that disagree (not a placeholder of each other, not a keystroke apart), no shared ID — 黄雷 / 黄雨雷;
+  unless the two dates are one birth: both born before 1970 within 60 days (a lunar birthday), or one record's
+  valid ID gives the other's date as its own;
 - a pair a reviewer rejected.
 
 The infant carrying a guardian's ID is handled upstream (:mod:`.features`): an ID whose birth date is a
