@@ -116,14 +116,19 @@ def test_extracted_but_never_loaded_is_read_again(env):
                                       if r["batch_id"] == m.batch_id)
 
 
-def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
-    # a township's LIS upgrade writes garbage report times into most of its results — the vendor-B township with
-    # the most results, so that its batch is over the circuit breaker's min_rows whatever the simulator's draws
+def _biggest_vendor_b_lab(env):
+    """The vendor-B township with the most results: its batch is over min_rows whatever the simulator's draws."""
     def results_in(path):
         with sqlite3.connect(path) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             return db.execute("SELECT count(*) FROM jy_jg").fetchone()[0] if "jy_jg" in tables else -1
-    dirty = max(sorted((env.county / "his").glob("W*.sqlite")), key=results_in)
+    return max(sorted((env.county / "his").glob("W*.sqlite")), key=results_in)
+
+
+def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
+    # a township's LIS upgrade writes garbage report times into most of its results — the vendor-B township with
+    # the most results, so that its batch is over the circuit breaker's min_rows whatever the simulator's draws
+    dirty = _biggest_vendor_b_lab(env)
     dirty_source = f"his_{dirty.stem.lower()}"
     db = sqlite3.connect(dirty)
     db.execute("UPDATE jy_jg SET bgsj = 'N/A' WHERE rowid % 3 != 0")
@@ -164,11 +169,7 @@ def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
 def test_a_held_batch_never_blocks_the_newer_batches_of_its_stream(env):
     # a township's LIS writes garbage for a night, then the vendor repairs the rows: the next night's batch of
     # the same stream reads the held batch's window again and loads; the held batch is superseded, not released
-    def results_in(path):
-        with sqlite3.connect(path) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            return db.execute("SELECT count(*) FROM jy_jg").fetchone()[0] if "jy_jg" in tables else -1
-    dirty = max(sorted((env.county / "his").glob("W*.sqlite")), key=results_in)
+    dirty = _biggest_vendor_b_lab(env)
     source_id = f"his_{dirty.stem.lower()}"
     with sqlite3.connect(dirty) as db:
         db.execute("CREATE TABLE bgsj_kept AS SELECT rowid AS r, bgsj FROM jy_jg")
