@@ -8,7 +8,7 @@ import pytest
 
 from countyhealth import indicators
 from countyhealth.warehouse import Warehouse
-from helpers import World, values
+from indicator_world import World, values
 
 D, T = dt.date, dt.datetime
 TODAY = D(2026, 6, 30)

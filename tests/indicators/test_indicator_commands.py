@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from countyhealth import indicators
 from countyhealth.cli import main
 from countyhealth.warehouse import Warehouse
-from helpers import World
+from indicator_world import World
 
 D, T = dt.date, dt.datetime
 
