@@ -157,9 +157,8 @@ def test_circuit_breaker_holds_a_dirty_batch_while_other_sources_load(env):
     assert result.exit_code == 0, result.output
     with wh.engine.connect() as conn:
         loaded = conn.exec_driver_sql(f"SELECT count(*) FROM lab_result WHERE source_id = '{dirty_source}'").scalar()
-        q = conn.exec_driver_sql("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b",
-                                 {"b": batch_id}) if False else conn.execute(
-            sa.text("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b"), {"b": batch_id}).scalar()
+        q = conn.execute(sa.text("SELECT count(DISTINCT row_number) FROM quarantine WHERE batch_id = :b"),
+                         {"b": batch_id}).scalar()
         status, message = conn.execute(sa.text("SELECT status, message FROM batch_audit WHERE batch_id = :b"),
                                        {"b": batch_id}).one()
     assert loaded > 0 and q > loaded and status == "released" and "LIS upgrade" in message
@@ -189,11 +188,11 @@ def test_a_held_batch_never_blocks_the_newer_batches_of_its_stream(env):
     with wh.engine.connect() as conn:
         in_warehouse = conn.execute(sa.text("SELECT count(*) FROM lab_result WHERE source_id = :s"),
                                     {"s": source_id}).scalar()
-        status, message = conn.execute(sa.text("SELECT status, message FROM batch_audit WHERE batch_id = :b"),
-                                       {"b": held[0]}).one()
+        status, message, by = conn.execute(sa.text("SELECT DISTINCT status, message, superseded_by FROM batch_audit "
+                                                   "WHERE batch_id = :b"), {"b": held[0]}).one()
         stale = conn.execute(sa.text("SELECT count(*) FROM quarantine WHERE batch_id = :b"), {"b": held[0]}).scalar()
     assert in_warehouse > expected // 2  # the repaired rows arrived (the garbage night had a third clean at most)
-    assert status == "superseded" and loaded[0].batch_id in message and stale == 0
+    assert status == "superseded" and by == loaded[0].batch_id and by in message and stale == 0
     third = pipeline.run(downstream=False)  # and it stays that way
     assert third.held == [] and [s.status for s in pipeline.load_pending()[0] if s.batch_id == held[0]] == ["skipped"]
     # releasing it now would put the garbage night's values back over the repaired ones: refused in one line
@@ -201,7 +200,26 @@ def test_a_held_batch_never_blocks_the_newer_batches_of_its_stream(env):
 
     from countyhealth.cli import main
     out = CliRunner().invoke(main, ["batches", "release", held[0], "--reason", "looks fine", "--load"])
-    assert out.exit_code != 0 and "superseded" in out.output and "Traceback" not in out.output
+    assert out.exit_code != 0 and "superseded" in out.output and by in out.output and "Traceback" not in out.output
+
+
+def test_a_later_batch_covers_a_held_one_by_time_not_by_the_text_of_its_bounds():
+    # cursor bounds come in more than one ISO form ("T" or a space, 10:00:00.5 or 10:00:00.500000): as text,
+    # "2026-03-01 10:00:00" sorts before "2026-03-01T09:00:00" and "…00.5" before "…00.500000"
+    from types import SimpleNamespace
+
+    engine = sa.create_engine("duckdb:///:memory:")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE batch_audit (batch_id VARCHAR, source_id VARCHAR, stream VARCHAR, "
+                             "status VARCHAR, cursor_start VARCHAR, cursor_end VARCHAR)")
+        conn.exec_driver_sql("INSERT INTO batch_audit VALUES ('b2', 's', 'lab', 'loaded', '2026-03-01 09:30:00', "
+                             "'2026-03-03T00:00:00'), ('b3', 's', 'lab', 'loaded', '2026-03-01T08:00:00', "
+                             "'2026-03-02T10:00:00.5')")
+        held = SimpleNamespace(source_id="s", stream="lab", batch_id="b1", cursor_start="2026-03-01T09:00:00",
+                               cursor_end="2026-03-02T10:00:00.500000")
+        assert pipeline._read_again_by(conn, held) == "b3"  # b2 starts after the held window does: not a cover
+        held.cursor_end = "2026-03-02T10:00:00.6"
+        assert pipeline._read_again_by(conn, held) is None  # b2 starts too late; b3 ends before it
 
 
 def test_revalidating_after_a_mapping_fix_repairs_a_held_batch(env):

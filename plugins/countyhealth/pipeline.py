@@ -673,11 +673,19 @@ def _read_again_by(conn, manifest) -> str | None:
         "SELECT batch_id, cursor_start, cursor_end FROM batch_audit WHERE source_id = :s AND stream = :t "
         "AND batch_id > :b AND status IN ('loaded', 'released') ORDER BY batch_id"),
         {"s": manifest.source_id, "t": manifest.stream, "b": manifest.batch_id})
+    own_start, own_end = _cursor_time(manifest.cursor_start), _cursor_time(manifest.cursor_end)
     for batch_id, start, end in rows:
-        covers_start = start is None or (manifest.cursor_start is not None and start <= manifest.cursor_start)
-        if covers_start and end is not None and end >= manifest.cursor_end:
+        start, end = _cursor_time(start), _cursor_time(end)
+        covers_start = start is None or (own_start is not None and start <= own_start)
+        if covers_start and end is not None and end >= own_end:
             return batch_id
     return None
+
+
+def _cursor_time(value: str | None) -> dt.datetime | None:
+    """A cursor bound as a time: bounds are written in more than one ISO form (``T`` or a space, trailing zeros
+    or none), so comparing their text would misorder 10:00:00.5 and 10:00:00.500000."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None) if value else None
 
 
 def load_batch(batch_dir: Path, *, wh=None, source: SourceBase | None = None) -> LoadSummary:
@@ -739,8 +747,8 @@ def _load_batch_in(wh, conn, batch_dir: Path, source: SourceBase | None = None) 
         conn.execute(sa.text(
             "INSERT INTO batch_audit (batch_id, dataset, source_id, stream, status, rows_extracted, rows_loaded, "
             "rows_written, rows_unchanged, rows_quarantined, rows_duplicate, rows_flagged, failing_share, threshold, "
-            "cursor_start, cursor_end, extracted_at, validated_at, loaded_at, message) VALUES (:b, :d, :s, :t, :st, "
-            ":e, :l, :w, :u, :q, :dup, :fl, :fs, :th, :cs, :ce, :xa, :va, :la, :m)"),
+            "cursor_start, cursor_end, extracted_at, validated_at, loaded_at, message, superseded_by) VALUES (:b, :d, :s, "
+            ":t, :st, :e, :l, :w, :u, :q, :dup, :fl, :fs, :th, :cs, :ce, :xa, :va, :la, :m, :sb)"),
             {"b": manifest.batch_id, "d": dataset, "s": manifest.source_id, "t": manifest.stream, "st": status,
              "e": counts["extracted"], "l": counts["loaded"], "w": counts["written"], "u": counts["unchanged"],
              "q": counts["quarantined"], "dup": counts["duplicate"],
@@ -748,7 +756,7 @@ def _load_batch_in(wh, conn, batch_dir: Path, source: SourceBase | None = None) 
              "cs": manifest.cursor_start, "ce": manifest.cursor_end,
              "xa": dt.datetime.fromisoformat(manifest.ended_at).replace(tzinfo=None),
              "va": dt.datetime.fromisoformat(outcome.validated_at), "la": now if status not in ("held", "superseded") else None,
-             "m": message})
+             "m": message, "sb": newer if status == "superseded" else None})
         summary.datasets[dataset] = counts
     summary.status = status
     if status in ("held", "superseded"):

@@ -50,18 +50,17 @@ def _batch_rows(held_only: bool, source_id: str | None):
 
 
 def _superseded_by(batch_id: str) -> str | None:
-    """The batch named in a superseded batch's audit message, or None when it is not superseded."""
+    """The batch that superseded ``batch_id`` (its audit's ``superseded_by``), or None when it is not superseded."""
     import sqlalchemy as sa
 
     from countyhealth.warehouse import Warehouse
 
     try:
         with Warehouse().engine.connect() as conn:
-            message = conn.execute(sa.text("SELECT message FROM batch_audit WHERE batch_id = :b AND status = "
-                                           "'superseded'"), {"b": batch_id}).scalar()
+            return conn.execute(sa.text("SELECT max(superseded_by) FROM batch_audit WHERE batch_id = :b AND status = "
+                                        "'superseded'"), {"b": batch_id}).scalar()
     except sa.exc.SQLAlchemyError:
         return None
-    return message.split()[2] if message else None
 
 
 @click.group("batches")
