@@ -966,8 +966,16 @@ def run(*, until: dt.datetime | None = None, wh=None, sources: dict[str, SourceB
     """Every enabled source stream: extract → validate; then load, identity, shared results, indicators. A failing
     member is recorded and skipped; the others go on (as the Airflow DAG does). ``progress(label)``, when
     given, is called as each stream and each later stage finishes (the CLI's progress bar)."""
+    if wh is None:  # the night's own warehouse: connections kept for the run, closed at its end
+        from countyhealth.warehouse import Warehouse
+
+        wh = Warehouse(held=True)
+        try:
+            return run(until=until, wh=wh, sources=sources, load_time=load_time, downstream=downstream,
+                       progress=progress)
+        finally:
+            wh.engine.dispose()
     step = progress or (lambda label: None)
-    wh = _warehouse(wh)
     wh.migrate()
     run_started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=1)
     sources = sources if sources is not None else load_sources()

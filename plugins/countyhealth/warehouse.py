@@ -14,8 +14,10 @@ either both the rows and the new watermark are there, or neither.
 
 Migrations are plain SQL files, ``sql/<dialect>/NNNN_name.sql`` (same numbers for both dialects), applied in
 order and recorded with their sha256 in ``schema_version``; an applied file that changed is an error
-(one mechanism, no Alembic: the DDL stays readable by a county DBA). DuckDB allows one writer per file, so
-connections are short-lived (``NullPool``).
+(one mechanism, no Alembic: the DDL stays readable by a county DBA). DuckDB allows one writer process per file,
+so connections are short-lived (``NullPool``) — except for a whole ``pipeline run`` in one process
+(``Warehouse(held=True)``), which keeps its connections for the night instead of opening ~150 (≈12 ms each):
+nothing else may write meanwhile anyway (the run lock), and readers get the lock message either way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from countyhealth import model, privacy, settings
 
@@ -123,18 +125,20 @@ def _private_file(path: str) -> None:
             pass
 
 
-def create_engine(url: str | None = None) -> sa.Engine:
+def create_engine(url: str | None = None, *, held: bool = False) -> sa.Engine:
+    """The warehouse's engine; ``held``: keep DuckDB connections open until :meth:`sa.Engine.dispose`."""
     url = url or settings.warehouse_url()
+    pool = {"poolclass": QueuePool, "pool_size": 2, "max_overflow": 8} if held else {"poolclass": NullPool}
     if url.startswith("duckdb"):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             if Path(path).resolve().parent == settings.data_dir():
                 privacy.private_data_dir()  # the file holds the county's health records: its folder is 0700
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, poolclass=NullPool)
+            engine = sa.create_engine(url, **pool)
             sa.event.listen(engine, "connect", lambda *_: _private_file(path))
             return engine
-        return sa.create_engine(url, poolclass=NullPool)
+        return sa.create_engine(url, **pool)
     return sa.create_engine(url, pool_pre_ping=True)
 
 
@@ -157,8 +161,8 @@ def migrations(dialect: str, sql_dir: Path | None = None) -> list[Migration]:
 class Warehouse:
     """The warehouse behind one SQLAlchemy URL."""
 
-    def __init__(self, url: str | None = None, engine: sa.Engine | None = None):
-        self.engine = engine or create_engine(url)
+    def __init__(self, url: str | None = None, engine: sa.Engine | None = None, *, held: bool = False):
+        self.engine = engine or create_engine(url, held=held)
         self.dialect = self.engine.dialect.name  # "duckdb" or "postgresql"
         if self.dialect not in ("duckdb", "postgresql"):
             raise ValueError(f"unsupported warehouse dialect {self.dialect!r}: use a duckdb:// or postgresql+psycopg:// URL")

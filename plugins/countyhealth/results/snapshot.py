@@ -38,6 +38,7 @@ def publish(wh) -> Path:
     from countyhealth.warehouse import retry_on_lock
 
     source = wh.engine.url.database
+    wh.engine.dispose()  # a night's held connections (other DuckDB settings) must close before a plain one opens
     raw = retry_on_lock(lambda: duckdb.connect(source))  # a plain autocommit connection: ATTACH/DETACH allowed
     try:
         raw.execute(f"ATTACH '{tmp}' AS snap").fetchall()
